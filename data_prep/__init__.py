@@ -1,0 +1,1 @@
+"""Dataset preparation entry points: ``python -m data_prep COMMAND ...``."""

@@ -1,0 +1,96 @@
+"""The one small interface every backbone adapter implements.
+
+A backbone adapter turns raw inputs of one modality (strings, waveforms or frames) into one
+feature vector per example, ``[B, output_dim]``. Everything modality-specific — tokenising,
+resampling windows, resizing and normalising frames — happens inside the adapter, so a
+saved model carries its own preprocessing settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+
+class MissingCheckpointError(FileNotFoundError):
+    """A pretrained-weights file or directory that a backbone needs is not there."""
+
+
+class Backbone(nn.Module):
+    """Base class of backbone adapters.
+
+    Subclasses set ``modality``, define a dataclass ``Options`` of architecture settings
+    (stored in the model config, so a model can be rebuilt without the original files) and
+    implement :meth:`forward` (raw inputs → ``[B, output_dim]``), :meth:`blocks` and
+    :meth:`load_pretrained`.
+    """
+
+    modality: ClassVar[str]
+    Options: ClassVar[type]
+    #: Named option sets: ``"tiny"`` (random, small, for tests and the demo) and ``"full"``.
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def __init__(self, options: Any):
+        super().__init__()
+        self.options = options
+
+    @classmethod
+    def resolve_options(cls, options: dict[str, Any], preset: str) -> Any:
+        """Fill ``options`` from ``preset`` and build the typed ``Options`` dataclass."""
+        from trimodal.config import from_dict
+
+        merged = {**cls.presets.get(preset, {}), **options}
+        return from_dict(cls.Options, merged, prefix=f"model.channels.{cls.modality}.options")
+
+    @property
+    def output_dim(self) -> int:
+        """Size of the feature vector :meth:`forward` returns."""
+        raise NotImplementedError
+
+    def blocks(self) -> list[nn.Module]:
+        """The trainable blocks in input-to-output order (for ``trainable_blocks=N``)."""
+        raise NotImplementedError
+
+    def load_pretrained(self, source: str | Path) -> None:
+        """Load pretrained weights (and assets such as a tokenizer) from ``source``."""
+        raise NotImplementedError
+
+    def save_assets(self, directory: Path) -> None:
+        """Write non-tensor assets (e.g. a tokenizer model) that ``save_pretrained`` needs."""
+
+    def load_assets(self, directory: Path) -> None:
+        """Read what :meth:`save_assets` wrote."""
+
+    def set_gradient_checkpointing(self, enabled: bool) -> None:
+        """Trade compute for memory where the backbone supports it."""
+        if enabled:
+            raise ValueError(f"{type(self).__name__} does not support gradient checkpointing")
+
+    def set_trainable(self, trainable_blocks: str | int) -> None:
+        """Freeze the backbone: ``"all"`` trainable, ``"none"`` frozen, or the last N blocks."""
+        if trainable_blocks == "all":
+            self.requires_grad_(True)
+            return
+        self.requires_grad_(False)
+        if trainable_blocks == "none":
+            return
+        blocks = self.blocks()
+        if not isinstance(trainable_blocks, int) or not 0 <= trainable_blocks <= len(blocks):
+            raise ValueError(
+                f"trainable_blocks must be 'all', 'none' or an integer in [0, {len(blocks)}] "
+                f"for {type(self).__name__}, got {trainable_blocks!r}"
+            )
+        for block in blocks[len(blocks) - trainable_blocks :]:
+            block.requires_grad_(True)
+
+    def forward(self, inputs: Any) -> torch.Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+def options_dict(options: Any) -> dict[str, Any]:
+    """Plain-data form of an ``Options`` dataclass (stored in :class:`TrimodalConfig`)."""
+    return dataclasses.asdict(options)

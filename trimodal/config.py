@@ -1,0 +1,351 @@
+"""Typed experiment configuration: dataclasses, YAML loading, command-line overrides.
+
+An experiment is described by one :class:`ExperimentConfig` with four sections (``model``,
+``data``, ``train``, ``eval``) plus the objective. It is read from a YAML file, then
+overridden from the command line with dotted keys::
+
+    --objective contrastive --train.lr 1e-4 --model.embed_dim 512 --model.channels.audio.trainable_blocks 2
+
+Every key is checked against the dataclass fields: an unknown key or a value of the wrong
+type is refused with a :class:`ConfigError` that names the key. The resolved configuration
+is written next to every run's outputs (:func:`save_config`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+MODALITIES = ("text", "audio", "video")
+
+
+class ConfigError(ValueError):
+    """A configuration key is unknown or its value has the wrong type."""
+
+
+# ----------------------------------------------------------------------------- sections
+
+
+@dataclasses.dataclass
+class HeadConfig:
+    """Projection head from a backbone's output to the shared space.
+
+    ``hidden_sizes=[]`` gives a single linear layer; otherwise Linear→activation→dropout per
+    hidden size, then a final Linear to ``embed_dim``.
+    """
+
+    hidden_sizes: list[int] = dataclasses.field(default_factory=list)
+    activation: Literal["relu", "gelu", "tanh"] = "relu"
+    dropout: float = 0.1
+    # The dual-encoder thesis ends its heads with a sigmoid before L2 normalisation.
+    output_activation: Literal["none", "sigmoid"] = "none"
+
+
+@dataclasses.dataclass
+class ChannelConfig:
+    """One modality's channel: backbone adapter → projection head.
+
+    ``backbone`` names an adapter in :mod:`trimodal.backbones` (``bpemb``, ``clap_htsat``,
+    ``videomae``). ``source`` is where its pretrained weights live (a directory, a checkpoint
+    file or a cache directory, as the adapter documents); ``None`` keeps random weights.
+    ``options`` are adapter-specific architecture settings (see each adapter's ``Options``).
+    ``trainable_blocks``: ``"all"`` (fully trainable), ``"none"`` (frozen) or an integer N
+    (only the last N blocks trainable).
+    """
+
+    backbone: str
+    source: str | None = None
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    trainable_blocks: Union[Literal["all", "none"], int] = "all"  # noqa: UP007
+    gradient_checkpointing: bool = False
+    head: HeadConfig = dataclasses.field(default_factory=HeadConfig)
+
+
+def _default_channels() -> dict[str, ChannelConfig]:
+    return {
+        "text": ChannelConfig(backbone="bpemb", trainable_blocks="none"),
+        "audio": ChannelConfig(backbone="clap_htsat"),
+        "video": ChannelConfig(backbone="videomae"),
+    }
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """The trimodal model: which channels exist and the shared space they project into.
+
+    ``modalities`` selects the channels that exist (any two or all three); ``channels`` holds
+    the settings of each. ``preset`` fills unset backbone options with a named preset
+    (``tiny``: small random backbones for tests and the demo; ``full``: the published
+    architectures).
+    """
+
+    preset: Literal["tiny", "full"] = "full"
+    modalities: list[Literal["text", "audio", "video"]] = dataclasses.field(
+        default_factory=lambda: list(MODALITIES)
+    )
+    embed_dim: int = 300
+    channels: dict[str, ChannelConfig] = dataclasses.field(default_factory=_default_channels)
+    logit_scale_init: float = math.log(1 / 0.07)
+    learnable_logit_scale: bool = True
+    # open_clip clamps the logit scale at ln(100) so the softmax cannot saturate.
+    logit_scale_max: float = math.log(100.0)
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """Where the prepared dataset lives and how clips are read from it."""
+
+    prepared_dir: str | None = None
+    clip_seconds: float = 8.0
+    num_workers: int = 0
+    seed: int = 0
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Optimisation settings (defaults: the trimodal study's hyper-parameters)."""
+
+    output_dir: str = "runs/trimodal"
+    epochs: int = 5
+    batch_size: int = 2
+    gradient_accumulation_steps: int = 4
+    lr: float = 6e-5
+    weight_decay: float = 1e-2
+    adam_betas: list[float] = dataclasses.field(default_factory=lambda: [0.9, 0.98])
+    adam_eps: float = 1e-9
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 2.0
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    seed: int = 0
+
+
+@dataclasses.dataclass
+class EvalConfig:
+    """Evaluation settings."""
+
+    batch_size: int = 16
+    ks: list[int] = dataclasses.field(default_factory=lambda: [1, 5, 10])
+
+
+@dataclasses.dataclass
+class ExperimentConfig:
+    """A whole experiment: model, data, training, evaluation and the objective."""
+
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+    objective: str = "weighted_contrastive"
+    objective_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- typed loading
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is not None:
+        args = ", ".join(_type_name(a) for a in typing.get_args(tp))
+        return f"{getattr(origin, '__name__', origin)}[{args}]"
+    if tp is type(None):
+        return "null"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Return ``value`` checked (and losslessly converted) against type ``tp``."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping for {tp.__name__}, got {value!r}")
+        return from_dict(tp, value, prefix=key)
+    if origin is Literal:
+        if value in typing.get_args(tp):
+            return value
+        raise ConfigError(f"{key}: expected one of {_type_name(tp)}, got {value!r}")
+    if origin in (Union, types.UnionType):
+        errors = []
+        for option in typing.get_args(tp):
+            try:
+                return _coerce(value, option, key)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list ({_type_name(tp)}), got {value!r}")
+        (item_tp,) = typing.get_args(tp) or (Any,)
+        return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping ({_type_name(tp)}), got {value!r}")
+        _, value_tp = typing.get_args(tp) or (str, Any)
+        return {str(k): _coerce(v, value_tp, f"{key}.{k}") for k, v in value.items()}
+    if tp is type(None):
+        if value is None:
+            return None
+        raise ConfigError(f"{key}: expected null, got {value!r}")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected a boolean, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            # PyYAML reads "1e-4" (no dot) as a string; accept any literal float() accepts.
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    raise ConfigError(f"{key}: unsupported field type {_type_name(tp)}")
+
+
+def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from a mapping, refusing unknown keys and wrong types.
+
+    Missing keys keep their defaults. Nested dataclasses are built recursively.
+    """
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        where = f" in {prefix}" if prefix else ""
+        names = ", ".join(f"{prefix}.{k}" if prefix else k for k in unknown)
+        raise ConfigError(
+            f"unknown config key{'s' if len(unknown) > 1 else ''} {names}{where}; "
+            f"known keys: {', '.join(sorted(fields))}"
+        )
+    kwargs = {}
+    for name, value in data.items():
+        key = f"{prefix}.{name}" if prefix else name
+        kwargs[name] = _coerce(value, hints[name], key)
+    missing = [
+        n
+        for n, f in fields.items()
+        if n not in kwargs
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ConfigError(f"missing required config key {prefix + '.' if prefix else ''}{missing[0]}")
+    return cls(**kwargs)
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """The plain-data form of a config dataclass (what :func:`save_config` writes)."""
+    return dataclasses.asdict(config)
+
+
+# ----------------------------------------------------------------------------- overrides
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"--{dotted}: {part} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+# Short flags accepted by every entry point, mapped onto their dotted keys.
+ALIASES = {"output": "train.output_dir", "data": "data.prepared_dir"}
+
+
+def parse_overrides(args: Sequence[str]) -> dict[str, Any]:
+    """Parse ``--dotted.key value`` / ``--dotted.key=value`` pairs into a nested mapping.
+
+    Values are read as YAML scalars or flow collections (``--eval.ks [1,5,10]``).
+    """
+    result: dict[str, Any] = {}
+    i = 0
+    args = list(args)
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--"):
+            raise ConfigError(f"expected an option --key value, got {arg!r}")
+        key = arg[2:]
+        if "=" in key:
+            key, raw = key.split("=", 1)
+        else:
+            if i + 1 >= len(args):
+                raise ConfigError(f"--{key} needs a value")
+            i += 1
+            raw = args[i]
+        key = key.replace("-", "_")
+        key = ALIASES.get(key, key)
+        _set_dotted(result, key, yaml.safe_load(raw) if raw != "" else "")
+        i += 1
+    return result
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(
+    path: str | Path | None = None, overrides: Sequence[str] | dict[str, Any] = ()
+) -> ExperimentConfig:
+    """Load an :class:`ExperimentConfig` from YAML (or defaults) and apply overrides.
+
+    Args:
+        path: a YAML file; ``None`` starts from the defaults.
+        overrides: ``["--train.lr", "1e-4", ...]`` or an already nested mapping.
+    """
+    data: dict[str, Any] = to_dict(ExperimentConfig())
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        with path.open() as f:
+            loaded = yaml.safe_load(f) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping")
+        data = _merge(data, loaded)
+    if not isinstance(overrides, dict):
+        overrides = parse_overrides(overrides)
+    data = _merge(data, overrides)
+    return from_dict(ExperimentConfig, data)
+
+
+def save_config(config: Any, path: str | Path) -> Path:
+    """Write the resolved config as YAML (atomically) and return the path."""
+    from trimodal.utils import atomic_write_text
+
+    text = yaml.safe_dump(to_dict(config), sort_keys=False)
+    return atomic_write_text(Path(path), text)

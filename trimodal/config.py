@@ -98,14 +98,80 @@ class ModelConfig:
     logit_scale_max: float = math.log(100.0)
 
 
+def _default_sparse_fractions() -> list[list[float]]:
+    # The trimodal study's train sampling (BRIEF §2): [share of videos, share of clips kept].
+    return [[0.30, 0.20], [0.20, 0.25], [0.20, 0.33], [0.20, 0.50], [0.05, 0.75], [0.05, 1.0]]
+
+
 @dataclasses.dataclass
 class DataConfig:
-    """Where the prepared dataset lives and how clips are read from it."""
+    """Where the prepared dataset lives, how ``prepare`` builds it and how clips are read.
+
+    Preparation (``python -m data_prep prepare``; a YAML's ``data:`` section feeds it):
+
+    - ``scheme``: ``"clips"`` cuts each video into consecutive ``clip_seconds`` clips (the
+      trimodal study); ``"segments"`` takes ``num_segments`` non-overlapping
+      ``segment_seconds`` segments, one at a random start inside each equal part of the video
+      (the dual-encoder study: six 5-s segments).
+    - ``sparse_train``: with ``"clips"``, train videos keep a sampled share of their clips
+      as listed in ``sparse_fractions`` (``[share of videos, share of clips kept]`` pairs);
+      dev/test keep every clip.
+    - ``split_by``: videos whose record has no ``split`` are assigned by ``"hash"`` (a hash
+      of the video id against ``split_ratios`` train/dev/test) or by ``"age"`` against
+      ``reference_date`` (younger than ``test_max_age_years``: test; younger than
+      ``dev_max_age_years``: dev; older: train; undated videos fall back to the hash).
+    - ``num_frames`` frames per clip, uniformly spaced, stored per size in ``frame_sizes`` as
+      ``frames_<size>`` arrays ``[num_frames, 3, S, S]`` where ``S = round(size *
+      frame_margin)`` (short side resized to S, centre-cropped square): the margin leaves
+      room for training-time crops. ``frame_dtype`` ``uint8`` (exact: decoded video is 8-bit)
+      or ``float16`` in [0, 1].
+    - ``audio_rates``: mono float32 waveforms stored as ``audio_48k``/``audio_16k`` columns.
+    - ``label_vocabulary``: label names (``label_ids`` index into it); ``None``: the 45
+      YouTube-8M music labels. A record with a name outside it is skipped.
+    - ``prepare_workers``: decoding processes.
+
+    Loading (:class:`trimodal.data.PreparedClips`):
+
+    - ``audio_rate`` (48000 for CLAP, 16000 for musicnn), ``video_size`` (224 for VideoMAE,
+      112 for R(2+1)D), ``crop_seconds``: a synchronous audio+video window inside the clip
+      (``None``: the whole clip), random in training, centred in evaluation.
+    - ``augment``: random temporal crop, random resized crop (area share in ``crop_scale``)
+      and a random text among the video's labels and tags; evaluation is deterministic
+      (centre crops, a text chosen per clip by a stable hash, or the first label with
+      ``eval_text: first``).
+    """
 
     prepared_dir: str | None = None
     clip_seconds: float = 8.0
     num_workers: int = 0
     seed: int = 0
+    # -- prepare
+    scheme: Literal["clips", "segments"] = "clips"
+    segment_seconds: float = 5.0
+    num_segments: int = 6
+    sparse_train: bool = True
+    sparse_fractions: list[list[float]] = dataclasses.field(
+        default_factory=_default_sparse_fractions
+    )
+    split_by: Literal["hash", "age"] = "hash"
+    split_ratios: list[float] = dataclasses.field(default_factory=lambda: [0.8, 0.1, 0.1])
+    reference_date: str = "2023-01-01"
+    test_max_age_years: float = 8.0
+    dev_max_age_years: float = 8.5
+    num_frames: int = 16
+    frame_sizes: list[int] = dataclasses.field(default_factory=lambda: [224, 112])
+    frame_margin: float = 8 / 7
+    frame_dtype: Literal["uint8", "float16"] = "uint8"
+    audio_rates: list[int] = dataclasses.field(default_factory=lambda: [48000, 16000])
+    label_vocabulary: list[str] | None = None
+    prepare_workers: int = 2
+    # -- loading
+    audio_rate: int = 48000
+    video_size: int = 224
+    crop_seconds: float | None = None
+    augment: bool = True
+    crop_scale: list[float] = dataclasses.field(default_factory=lambda: [0.5, 1.0])
+    eval_text: Literal["hashed", "first"] = "hashed"
 
 
 @dataclasses.dataclass
@@ -252,7 +318,9 @@ def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
         and f.default_factory is dataclasses.MISSING
     ]
     if missing:
-        raise ConfigError(f"missing required config key {prefix + '.' if prefix else ''}{missing[0]}")
+        raise ConfigError(
+            f"missing required config key {prefix + '.' if prefix else ''}{missing[0]}"
+        )
     return cls(**kwargs)
 
 

@@ -39,12 +39,22 @@ class Backbone(nn.Module):
         self.options = options
 
     @classmethod
-    def resolve_options(cls, options: dict[str, Any], preset: str) -> Any:
-        """Fill ``options`` from ``preset`` and build the typed ``Options`` dataclass."""
+    def resolve_options(
+        cls, options: dict[str, Any], preset: str, source: str | None = None
+    ) -> Any:
+        """Build the typed ``Options``: preset values, then the architecture recorded in the
+        checkpoint at ``source`` (where the format records one), then explicit ``options``."""
         from trimodal.config import from_dict
 
         merged = {**cls.presets.get(preset, {}), **options}
+        if source is not None:
+            merged = {**merged, **cls.options_from_source(source), **options}
         return from_dict(cls.Options, merged, prefix=f"model.channels.{cls.modality}.options")
+
+    @classmethod
+    def options_from_source(cls, source: str) -> dict[str, Any]:
+        """Architecture options read from a checkpoint (e.g. its ``config.json``)."""
+        return {}
 
     @property
     def output_dim(self) -> int:

@@ -1,0 +1,111 @@
+"""The trimodal model: channels keyed by modality, save/load round trip, freezing."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from trimodal import TrimodalModel, build_model
+from trimodal.config import ModelConfig, load_config
+
+
+def _inputs(seed=0, batch=2):
+    generator = torch.Generator().manual_seed(seed)
+    return {
+        "text": ["Music video", "Drummer", "Rhythm and blues", "piano"][:batch],
+        "audio": torch.rand(batch, 8 * 48000, generator=generator) * 2 - 1,
+        "video": torch.rand(batch, 4, 3, 36, 48, generator=generator),
+    }
+
+
+def test_forward_returns_unit_embeddings_for_given_modalities(tiny_model):
+    inputs = _inputs()
+    with torch.no_grad():
+        out = tiny_model(**inputs)
+        audio_only = tiny_model(audio=inputs["audio"])
+    assert set(out.embeddings) == {"text", "audio", "video"}
+    for embeds in out.embeddings.values():
+        assert embeds.shape == (2, 24)
+        torch.testing.assert_close(embeds.norm(dim=-1), torch.ones(2))
+    assert audio_only.text_embeds is None and audio_only.video_embeds is None
+    torch.testing.assert_close(audio_only.audio_embeds, out.audio_embeds)
+    torch.testing.assert_close(tiny_model.encode_text(inputs["text"]), out.text_embeds)
+    assert math.isclose(out.logit_scale.item(), math.log(1 / 0.07), rel_tol=1e-6)
+    with pytest.raises(ValueError, match="at least one"):
+        tiny_model()
+
+
+def test_save_pretrained_from_pretrained_round_trip(tiny_model, tmp_path):
+    with torch.no_grad():
+        tiny_model.logit_scale.fill_(3.0)  # a trained value must survive, not be re-initialised
+        expected = tiny_model(**_inputs())
+    tiny_model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").is_file()
+    assert (tmp_path / "text" / "bpemb.model").is_file()
+    loaded = TrimodalModel.from_pretrained(tmp_path)
+    assert not loaded.training
+    with torch.no_grad():
+        got = loaded(**_inputs())
+    for modality, embeds in expected.embeddings.items():
+        torch.testing.assert_close(got.embeddings[modality], embeds, rtol=0, atol=0)
+    assert loaded.logit_scale.item() == 3.0
+    # Frozen text table stays frozen after loading.
+    assert not any(p.requires_grad for p in loaded.backbones["text"].parameters())
+
+    from transformers import AutoModel
+
+    auto = AutoModel.from_pretrained(tmp_path)
+    assert isinstance(auto, TrimodalModel)
+
+
+def test_logit_scale_is_clamped_at_ln_100(tiny_model):
+    with torch.no_grad():
+        tiny_model.logit_scale.fill_(10.0)
+    assert tiny_model.get_logit_scale().item() == pytest.approx(math.log(100))
+    with torch.no_grad():
+        tiny_model.logit_scale.fill_(math.log(1 / 0.07))
+
+
+def test_two_modality_model_and_per_channel_freezing():
+    config = load_config(
+        None,
+        [
+            "--model.preset", "tiny",
+            "--model.modalities", "[audio, video]",
+            "--model.channels.audio.trainable_blocks", "none",
+            "--model.channels.video.trainable_blocks", "1",
+            "--model.channels.video.gradient_checkpointing", "true",
+            "--model.channels.video.head.hidden_sizes", "[16]",
+        ],
+    ).model  # fmt: skip
+    model = build_model(config)
+    assert set(model.backbones) == {"audio", "video"}
+    assert not any(p.requires_grad for p in model.backbones["audio"].parameters())
+    video_trainable = {n for n, p in model.backbones["video"].named_parameters() if p.requires_grad}
+    assert video_trainable and all(n.startswith("model.encoder.layer.1.") for n in video_trainable)
+    assert all(p.requires_grad for p in model.heads.parameters())
+    assert len(model.heads["video"]) == 4  # Linear, ReLU, Dropout, Linear
+    assert model.backbones["video"].model.is_gradient_checkpointing
+
+    model.train()
+    inputs = _inputs()
+    out = model(audio=inputs["audio"], video=inputs["video"])
+    (out.audio_embeds * out.video_embeds).sum().backward()
+    assert model.backbones["video"].model.encoder.layer[1].output.dense.weight.grad is not None
+    assert model.backbones["video"].model.encoder.layer[0].output.dense.weight.grad is None
+    with pytest.raises(ValueError, match="no text channel"):
+        model.encode_text(["rock"])
+
+
+def test_invalid_model_configs_are_refused():
+    with pytest.raises(ValueError, match="at least two"):
+        build_model(ModelConfig(preset="tiny", modalities=["audio"]))
+    bad = load_config(None, ["--model.channels.audio.backbone", "videomae"]).model
+    with pytest.raises(ValueError, match="is a video backbone"):
+        build_model(bad)
+    with pytest.raises(KeyError, match="available: bpemb, clap_htsat, videomae"):
+        build_model(load_config(None, ["--model.channels.audio.backbone", "wav2vec"]).model)
+    with pytest.raises(ValueError, match="text channel needs BPEmb files"):
+        build_model(load_config(None, ["--model.modalities", "[text, video]"]).model)

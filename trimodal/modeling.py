@@ -1,0 +1,320 @@
+"""The trimodal model: one channel per modality into one shared, L2-normalised space.
+
+Each channel is *backbone adapter → projection head*; channels are keyed by modality
+(``text``, ``audio``, ``video``), and any two or all three may be present. The model is a
+``PreTrainedModel``: ``save_pretrained`` writes safetensors weights, ``config.json`` and
+each channel's non-tensor assets (e.g. the BPEmb tokenizer) into ``<dir>/<modality>/``;
+``from_pretrained`` reads them back, offline.
+
+Typical use::
+
+    from trimodal import TrimodalModel, build_model
+    from trimodal.config import ModelConfig
+
+    model = build_model(ModelConfig(preset="tiny"))      # or from local checkpoints
+    out = model(text=["Music video", "Drummer"], audio=waves, video=frames)
+    out.audio_embeds  # [B, embed_dim], unit norm
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
+from transformers.utils import ModelOutput
+
+from trimodal.backbones import Backbone, get_backbone_class
+from trimodal.config import MODALITIES, HeadConfig, ModelConfig, from_dict
+
+
+class TrimodalConfig(PretrainedConfig):
+    """Configuration of :class:`TrimodalModel` (stored as ``config.json``).
+
+    Args:
+        modalities: present channels, a subset of ``("text", "audio", "video")`` (≥ 2).
+        embed_dim: size of the shared space (300 in the study).
+        channels: per modality ``{"backbone", "options", "trainable_blocks",
+            "gradient_checkpointing", "head", "source"}``; ``options`` are the adapter's full
+            architecture settings so the model can be rebuilt without the original files;
+            ``source`` records where the backbone weights were first loaded from.
+        logit_scale_init: initial log of the contrastive logit scale (ln(1/0.07)).
+        learnable_logit_scale: whether the logit scale trains.
+        logit_scale_max: clamp for the log scale (ln(100)), which prevents blow-ups.
+    """
+
+    model_type = "trimodal"
+
+    def __init__(
+        self,
+        modalities: list[str] | None = None,
+        embed_dim: int = 300,
+        channels: dict[str, dict[str, Any]] | None = None,
+        logit_scale_init: float = math.log(1 / 0.07),
+        learnable_logit_scale: bool = True,
+        logit_scale_max: float = math.log(100.0),
+        **kwargs: Any,
+    ):
+        self.modalities = list(modalities) if modalities is not None else list(MODALITIES)
+        self.embed_dim = embed_dim
+        self.channels = channels or {}
+        self.logit_scale_init = logit_scale_init
+        self.learnable_logit_scale = learnable_logit_scale
+        self.logit_scale_max = logit_scale_max
+        super().__init__(**kwargs)
+
+    @classmethod
+    def from_model_config(cls, model_config: ModelConfig) -> TrimodalConfig:
+        """Resolve a :class:`~trimodal.config.ModelConfig` (presets applied) into a config."""
+        modalities = list(dict.fromkeys(model_config.modalities))
+        if len(modalities) < 2:
+            raise ValueError(f"model.modalities needs at least two modalities, got {modalities}")
+        channels = {}
+        for modality in modalities:
+            if modality not in model_config.channels:
+                raise ValueError(f"model.channels has no entry for modality {modality!r}")
+            channel = model_config.channels[modality]
+            backbone_cls = get_backbone_class(channel.backbone)
+            if backbone_cls.modality != modality:
+                raise ValueError(
+                    f"model.channels.{modality}.backbone={channel.backbone!r} is a "
+                    f"{backbone_cls.modality} backbone"
+                )
+            options = backbone_cls.resolve_options(
+                channel.options, model_config.preset, channel.source
+            )
+            channels[modality] = {
+                "backbone": channel.backbone,
+                "options": dataclasses.asdict(options),
+                "trainable_blocks": channel.trainable_blocks,
+                "gradient_checkpointing": channel.gradient_checkpointing,
+                "head": dataclasses.asdict(channel.head),
+                "source": channel.source,
+            }
+        return cls(
+            modalities=modalities,
+            embed_dim=model_config.embed_dim,
+            channels=channels,
+            logit_scale_init=model_config.logit_scale_init,
+            learnable_logit_scale=model_config.learnable_logit_scale,
+            logit_scale_max=model_config.logit_scale_max,
+        )
+
+
+@dataclasses.dataclass
+class TrimodalOutput(ModelOutput):
+    """Output of :meth:`TrimodalModel.forward`: unit-norm embeddings ``[B, embed_dim]`` of
+    the modalities that were given (others are ``None``) and the clamped log logit scale."""
+
+    text_embeds: torch.Tensor | None = None
+    audio_embeds: torch.Tensor | None = None
+    video_embeds: torch.Tensor | None = None
+    logit_scale: torch.Tensor | None = None
+
+    @property
+    def embeddings(self) -> dict[str, torch.Tensor]:
+        """``{modality: [B, embed_dim]}`` for the modalities present."""
+        return {
+            m: getattr(self, f"{m}_embeds")
+            for m in MODALITIES
+            if getattr(self, f"{m}_embeds") is not None
+        }
+
+
+_ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
+
+
+class ProjectionHead(nn.Sequential):
+    """MLP from backbone features ``[B, in_dim]`` to the shared space ``[B, out_dim]``.
+
+    ``hidden_sizes=[]`` is one Linear; otherwise Linear → activation → dropout per hidden
+    size, then the output Linear, optionally followed by a sigmoid (the thesis's heads).
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, head: HeadConfig):
+        layers: list[nn.Module] = []
+        width = in_dim
+        for hidden in head.hidden_sizes:
+            layers += [
+                nn.Linear(width, hidden),
+                _ACTIVATIONS[head.activation](),
+                nn.Dropout(head.dropout),
+            ]
+            width = hidden
+        layers.append(nn.Linear(width, out_dim))
+        if head.output_activation == "sigmoid":
+            layers.append(nn.Sigmoid())
+        super().__init__(*layers)
+
+
+class TrimodalModel(PreTrainedModel):
+    """Text, audio and video channels projected into one L2-normalised space."""
+
+    config_class = TrimodalConfig
+    base_model_prefix = "trimodal"
+    main_input_name = "audio"
+    supports_gradient_checkpointing = False  # per channel, via ChannelConfig
+
+    def __init__(self, config: TrimodalConfig):
+        super().__init__(config)
+        self.backbones = nn.ModuleDict()
+        self.heads = nn.ModuleDict()
+        for modality in config.modalities:
+            channel = config.channels[modality]
+            backbone_cls = get_backbone_class(channel["backbone"])
+            options = from_dict(backbone_cls.Options, channel["options"])
+            backbone = backbone_cls(options)
+            if channel["gradient_checkpointing"]:
+                backbone.set_gradient_checkpointing(True)
+            self.backbones[modality] = backbone
+            head = from_dict(HeadConfig, channel["head"])
+            self.heads[modality] = ProjectionHead(backbone.output_dim, config.embed_dim, head)
+        self.logit_scale = nn.Parameter(
+            torch.tensor(float(config.logit_scale_init)),
+            requires_grad=config.learnable_logit_scale,
+        )
+        self.apply_trainability()
+        self.post_init()
+
+    def apply_trainability(self) -> None:
+        """Set ``requires_grad`` from the config: each channel's ``trainable_blocks`` (heads
+        always train) and ``learnable_logit_scale``."""
+        for modality, backbone in self.backbones.items():
+            backbone.set_trainable(self.config.channels[modality]["trainable_blocks"])
+        self.heads.requires_grad_(True)
+        self.logit_scale.requires_grad_(self.config.learnable_logit_scale)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        # Every sub-module initialises itself when built (and backbones then load their
+        # pretrained weights); nothing to re-initialise here. The logit scale is a leaf
+        # parameter of this class, so (re)set it here for loaders that init lazily.
+        if module is self:
+            with torch.no_grad():
+                self.logit_scale.fill_(float(self.config.logit_scale_init))
+
+    # ------------------------------------------------------------------ encoding
+
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.config.modalities)
+
+    def get_logit_scale(self) -> torch.Tensor:
+        """The log logit scale, clamped to ``logit_scale_max`` (ln 100)."""
+        return self.logit_scale.clamp(max=self.config.logit_scale_max)
+
+    def backbone_features(self, modality: str, inputs: Any) -> torch.Tensor:
+        """Raw inputs → backbone features ``[B, backbone.output_dim]`` (before the head)."""
+        if modality not in self.backbones:
+            raise ValueError(f"this model has no {modality} channel (it has {self.modalities})")
+        return self.backbones[modality](inputs)
+
+    def project(self, modality: str, features: torch.Tensor) -> torch.Tensor:
+        """Backbone features ``[B, F]`` → unit-norm shared-space embeddings ``[B, embed_dim]``."""
+        return F.normalize(self.heads[modality](features), dim=-1)
+
+    def encode(self, modality: str, inputs: Any) -> torch.Tensor:
+        """Raw inputs of one modality → unit-norm embeddings ``[B, embed_dim]``."""
+        return self.project(modality, self.backbone_features(modality, inputs))
+
+    def encode_text(self, texts: list[str]) -> torch.Tensor:
+        """``list[str]`` of length B → ``[B, embed_dim]``."""
+        return self.encode("text", texts)
+
+    def encode_audio(self, waveforms: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+        """Mono waveforms at the channel's rate, ``[B, S]`` or B tensors ``[S_i]`` →
+        ``[B, embed_dim]``."""
+        return self.encode("audio", waveforms)
+
+    def encode_video(self, frames: torch.Tensor) -> torch.Tensor:
+        """Frames ``[B, T, 3, H, W]`` (uint8 or float in [0, 1]) → ``[B, embed_dim]``."""
+        return self.encode("video", frames)
+
+    def forward(
+        self,
+        text: list[str] | None = None,
+        audio: torch.Tensor | list[torch.Tensor] | None = None,
+        video: torch.Tensor | None = None,
+        return_dict: bool = True,
+    ) -> TrimodalOutput | tuple:
+        """Embed whichever modalities are given; see :class:`TrimodalOutput`."""
+        inputs = {"text": text, "audio": audio, "video": video}
+        given = {m: x for m, x in inputs.items() if x is not None}
+        if not given:
+            raise ValueError("forward needs at least one of text=, audio=, video=")
+        output = TrimodalOutput(
+            **{f"{m}_embeds": self.encode(m, x) for m, x in given.items()},
+            logit_scale=self.get_logit_scale(),
+        )
+        return output if return_dict else output.to_tuple()
+
+    # ------------------------------------------------------------------ persistence
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
+        """Save weights (safetensors), config and each channel's assets."""
+        super().save_pretrained(save_directory, **kwargs)
+        for modality, backbone in self.backbones.items():
+            backbone.save_assets(Path(save_directory) / modality)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args, **kwargs):
+        """Load a model saved with :meth:`save_pretrained` from a local directory."""
+        kwargs.setdefault("local_files_only", True)
+        model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        for modality, backbone in model.backbones.items():
+            backbone.load_assets(Path(pretrained_model_name_or_path) / modality)
+        # Loading replaces parameters, which resets their requires_grad flags.
+        model.apply_trainability()
+        model.eval()
+        return model
+
+
+def default_cache_dir() -> Path:
+    """Where trimodal keeps generated assets (``$TRIMODAL_CACHE`` or ``~/.cache/trimodal``)."""
+    return Path(os.environ.get("TRIMODAL_CACHE", Path.home() / ".cache" / "trimodal"))
+
+
+def build_model(model_config: ModelConfig) -> TrimodalModel:
+    """Build a model from a :class:`ModelConfig`, loading each channel's ``source`` weights.
+
+    With the ``tiny`` preset and no text source, a tiny BPEmb pair is generated in
+    :func:`default_cache_dir`. Any other channel without a source keeps random weights.
+    """
+    config = TrimodalConfig.from_model_config(model_config)
+    model = TrimodalModel(config)
+    for modality, backbone in model.backbones.items():
+        source = config.channels[modality]["source"]
+        if source is None and modality == "text" and model_config.preset == "tiny":
+            from trimodal.backbones.tiny import make_tiny_bpemb
+
+            options = backbone.options
+            source = str(
+                make_tiny_bpemb(default_cache_dir() / "tiny_bpemb", options.vocab_size, options.dim)
+            )
+        if source is not None:
+            backbone.load_pretrained(source)
+        elif modality == "text":
+            raise ValueError(
+                "the text channel needs BPEmb files: set model.channels.text.source to a "
+                "BPEmb cache directory (see the README, 'Pretrained weights')"
+            )
+    return model
+
+
+AutoConfig.register("trimodal", TrimodalConfig)
+AutoModel.register(TrimodalConfig, TrimodalModel)
+
+__all__ = [
+    "Backbone",
+    "ProjectionHead",
+    "TrimodalConfig",
+    "TrimodalModel",
+    "TrimodalOutput",
+    "build_model",
+    "default_cache_dir",
+]

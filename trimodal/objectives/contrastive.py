@@ -1,0 +1,161 @@
+"""Softmax objectives over the N×N similarity matrix: ``contrastive``, ``weighted_contrastive``
+(CLIP-style, as in the trimodal study, seed 002) and ``nt_xent`` (the dual-encoder paper).
+
+All three L2-normalise the embeddings first: the study's contrastive loss on raw dot products
+without temperature was one of its defects (BRIEF §3.6).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from trimodal.objectives.base import PairwiseObjective
+from trimodal.objectives.cosine import cosine_matrix
+from trimodal.objectives.registry import register_objective
+
+__all__ = ["ContrastiveObjective", "NTXentObjective", "WeightedContrastiveObjective"]
+
+
+@register_objective("contrastive")
+class ContrastiveObjective(PairwiseObjective):
+    """CLIP symmetric cross-entropy per pair::
+
+        S = s · x̂ ŷᵀ                    (x̂, ŷ: L2-normalised rows; S is [N, N])
+        L_pair = ½ [CE(S, I) + CE(Sᵀ, I)]  (CE averaged over rows; target of row i is column i)
+
+    The scale ``s`` is ``exp(logit_scale)`` when ``forward`` gets ``logit_scale`` — the model's
+    learnable **log** scale (0-d tensor, initialised at ln(1/0.07), clamped at ln(100) by the
+    model; it receives gradient through this objective) — and ``1 / temperature`` otherwise.
+
+    Args:
+        temperature: fixed temperature used when no ``logit_scale`` is passed (default 0.07,
+            CLIP's initial value).
+        pair_weights, gather: see :class:`~trimodal.objectives.base.PairwiseObjective`.
+
+    A batch of 1 gives a 1×1 matrix whose cross-entropy is exactly 0 (no negatives, no
+    gradient); that is reported once as a warning. Output components per pair:
+    ``<x>_to_<y>`` (rows: x queries, y candidates) and ``<y>_to_<x>``.
+    """
+
+    def __init__(
+        self,
+        *,
+        temperature: float = 0.07,
+        pair_weights: Mapping[str, float] | None = None,
+        gather: bool | None = None,
+    ) -> None:
+        super().__init__(pair_weights=pair_weights, gather=gather)
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.temperature = float(temperature)
+
+    def scale(self, logit_scale: Tensor | float | None, like: Tensor) -> Tensor:
+        """The multiplicative scale ``s`` as a 0-d tensor on ``like``'s device and dtype."""
+        if logit_scale is None:
+            return like.new_tensor(1.0 / self.temperature)
+        logit_scale = torch.as_tensor(logit_scale, device=like.device)
+        if logit_scale.numel() != 1:
+            raise ValueError(
+                f"logit_scale must be a scalar (the log of the scale), got shape "
+                f"{tuple(logit_scale.shape)}"
+            )
+        return logit_scale.reshape(()).to(like.dtype).exp()
+
+    def pair_loss(self, x, y, *, names, logit_scale, features):
+        logits = self.scale(logit_scale, x) * cosine_matrix(x, y)  # [N, N]
+        n = logits.shape[0]
+        if n == 1:
+            self.warn_once(
+                "single", f"{type(self).__name__}: batch of 1 has no negatives; the loss is 0"
+            )
+        target = torch.arange(n, device=logits.device)
+        x_to_y = F.cross_entropy(logits, target)
+        y_to_x = F.cross_entropy(logits.T, target)
+        x_name, y_name = names
+        return {
+            "loss": 0.5 * (x_to_y + y_to_x),
+            f"{x_name}_to_{y_name}": x_to_y,
+            f"{y_name}_to_{x_name}": y_to_x,
+        }
+
+    def extra_repr(self) -> str:
+        return f"temperature={self.temperature}, " + super().extra_repr()
+
+
+@register_objective("weighted_contrastive")
+class WeightedContrastiveObjective(ContrastiveObjective):
+    """:class:`ContrastiveObjective` with the study's pair weights TA .15, TV .15, AV .70."""
+
+    default_pair_weights: ClassVar[Mapping[str, float]] = {
+        "text-audio": 0.15,
+        "text-video": 0.15,
+        "audio-video": 0.70,
+    }
+
+
+@register_objective("nt_xent")
+class NTXentObjective(PairwiseObjective):
+    """NT-Xent of the dual-encoder paper (SimCLR adapted to two modalities), per pair::
+
+        ℓ_i(x→y) = −log[ exp(s_ii/τ) / Σ_{k≠i} exp(s_ik/τ) ]     s_ik = cos(x_i, y_k)
+        ℓ_i(y→x) = −log[ exp(s_ii/τ) / Σ_{k≠i} exp(s_ki/τ) ]
+        L_pair   = (1/N) Σ_i [ℓ_i(x→y) + ℓ_i(y→x)]
+
+    This is eq. (1)–(3) of Veldkamp et al. (seed 001; eq. (1) of the thesis, seed 000): the
+    indicator 𝟙[k≠i] removes the positive from the denominator, so, unlike CLIP's
+    cross-entropy, the loss is unbounded below, and the two directions are *summed* (not
+    averaged). At chance (s ≈ 0) it is about 2·ln(N − 1); the thesis reports 13.36 at N = 1000,
+    τ = 1 (2·ln 999 = 13.81).
+
+    Args:
+        temperature: τ (default 1.0, the paper's baseline; it also tried 0.3). Fixed: a
+            ``logit_scale`` passed to ``forward`` is ignored.
+        pair_weights, gather: see :class:`~trimodal.objectives.base.PairwiseObjective`.
+
+    Raises ``ValueError`` for N < 2: the denominator would be an empty sum (log 0).
+    Output components per pair: ``<x>_to_<y>``, ``<y>_to_<x>``.
+    """
+
+    def __init__(
+        self,
+        *,
+        temperature: float = 1.0,
+        pair_weights: Mapping[str, float] | None = None,
+        gather: bool | None = None,
+    ) -> None:
+        super().__init__(pair_weights=pair_weights, gather=gather)
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.temperature = float(temperature)
+
+    def pair_loss(self, x, y, *, names, logit_scale, features):
+        sim = cosine_matrix(x, y) / self.temperature  # [N, N]
+        n = sim.shape[0]
+        if n < 2:
+            raise ValueError(
+                "nt_xent needs a batch of at least 2: its denominator sums over the negatives "
+                "only, which a batch of 1 does not have"
+            )
+        positive = sim.diagonal()
+        # -inf on the diagonal takes the positive out of the log-sum-exp (exp(-inf) = 0, and its
+        # gradient is 0 too), which is the paper's indicator 1[k != i].
+        negatives_only = sim.masked_fill(
+            torch.eye(n, dtype=torch.bool, device=sim.device), -math.inf
+        )
+        x_to_y = torch.logsumexp(negatives_only, dim=1) - positive
+        y_to_x = torch.logsumexp(negatives_only, dim=0) - positive
+        x_name, y_name = names
+        return {
+            "loss": (x_to_y + y_to_x).mean(),
+            f"{x_name}_to_{y_name}": x_to_y.mean(),
+            f"{y_name}_to_{x_name}": y_to_x.mean(),
+        }
+
+    def extra_repr(self) -> str:
+        return f"temperature={self.temperature}, " + super().extra_repr()

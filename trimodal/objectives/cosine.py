@@ -1,0 +1,119 @@
+"""Cosine objectives of the trimodal study (seed 002): ``cosine`` and ``weighted_cosine``.
+
+For a pair (x, y) with N rows (N = global batch) and ``c_ij = cos(x_i, y_j)``::
+
+    L_pair = mean_i (1 − c_ii)  +  mean_{(i, j) ∈ Neg} max(0, c_ij − margin)
+
+``Neg`` is every non-matching pair (i, j ≠ i) by default, or ``num_negatives`` distinct random
+j ≠ i per anchor i. The study used a batch of 2 and took "the other instance" as the negative,
+implemented as a fixed half-batch swap that leaves an odd last batch without negatives (NaN
+loss; BRIEF §3.6). Here the negative set is defined for every N ≥ 2; for N = 1 there is no
+negative at all, so the negative term is 0 (with a one-time warning) and only the positive term
+trains.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from trimodal.objectives.base import PairwiseObjective
+from trimodal.objectives.registry import register_objective
+
+__all__ = ["CosineObjective", "WeightedCosineObjective", "cosine_matrix"]
+
+
+def cosine_matrix(x: Tensor, y: Tensor) -> Tensor:
+    """``[N, D] × [M, D] → [N, M]`` cosine similarities (a zero vector has cosine 0, not NaN)."""
+    return F.normalize(x, dim=-1) @ F.normalize(y, dim=-1).T
+
+
+@register_objective("cosine")
+class CosineObjective(PairwiseObjective):
+    """Positive ``1 − cos`` plus hinged negative ``max(0, cos − margin)``, summed over pairs.
+
+    Args:
+        margin: negatives with cosine below ``margin`` cost nothing (default 0).
+        num_negatives: ``None`` (default): every non-matching in-batch item, averaged. An int
+            ``k``: ``min(k, N − 1)`` distinct random non-matching items per anchor.
+        seed: seed of the private generator that draws random negatives (``None``: torch's
+            global generator). With several processes and ``gather``, give a seed so that every
+            process draws the same negatives for the gathered batch (otherwise each process
+            computes a different, equally valid, sample of the loss).
+        pair_weights, gather: see :class:`~trimodal.objectives.base.PairwiseObjective`.
+
+    Output components per pair: ``positive``, ``negative``.
+    """
+
+    def __init__(
+        self,
+        *,
+        margin: float = 0.0,
+        num_negatives: int | None = None,
+        seed: int | None = None,
+        pair_weights: Mapping[str, float] | None = None,
+        gather: bool | None = None,
+    ) -> None:
+        super().__init__(pair_weights=pair_weights, gather=gather)
+        if num_negatives is not None and num_negatives < 1:
+            raise ValueError(f"num_negatives must be >= 1 or None, got {num_negatives}")
+        self.margin = float(margin)
+        self.num_negatives = num_negatives
+        self.seed = seed
+        self._generator: torch.Generator | None = None
+        if seed is not None:
+            self._generator = torch.Generator().manual_seed(seed)
+
+    def sample_negatives(self, n: int, k: int) -> Tensor:
+        """``[n, k]`` long tensor (on CPU): for each anchor i, k distinct random j ≠ i.
+
+        Ranking i.i.d. uniform keys and keeping the k smallest gives a uniformly random
+        k-subset; the diagonal key is set above every other so that i itself is never chosen.
+        """
+        if not 1 <= k <= n - 1:
+            raise ValueError(f"need 1 <= k <= n - 1, got k={k}, n={n}")
+        keys = torch.rand(n, n, generator=self._generator)
+        keys.fill_diagonal_(2.0)
+        return keys.argsort(dim=1)[:, :k]
+
+    def pair_loss(self, x, y, *, names, logit_scale, features):
+        sim = cosine_matrix(x, y)  # [N, N]
+        n = sim.shape[0]
+        positive = (1.0 - sim.diagonal()).mean()
+        if n == 1:
+            self.warn_once(
+                "single",
+                f"{type(self).__name__}: batch of 1 has no negatives; the negative term is 0",
+            )
+            negative = sim.new_zeros(())
+        elif self.num_negatives is None or self.num_negatives >= n - 1:
+            off_diagonal = ~torch.eye(n, dtype=torch.bool, device=sim.device)
+            negative = F.relu(sim[off_diagonal] - self.margin).mean()
+        else:
+            idx = self.sample_negatives(n, self.num_negatives).to(sim.device)
+            negative = F.relu(sim.gather(1, idx) - self.margin).mean()
+        return {"loss": positive + negative, "positive": positive, "negative": negative}
+
+    def extra_repr(self) -> str:
+        return (
+            f"margin={self.margin}, num_negatives={self.num_negatives}, seed={self.seed}, "
+            + super().extra_repr()
+        )
+
+
+@register_objective("weighted_cosine")
+class WeightedCosineObjective(CosineObjective):
+    """:class:`CosineObjective` with the study's pair weights TA .15, TV .15, AV .70.
+
+    (The slides print the last negative term as A_p vs A_n; that is a typo for A vs V.)
+    """
+
+    default_pair_weights: ClassVar[Mapping[str, float]] = {
+        "text-audio": 0.15,
+        "text-video": 0.15,
+        "audio-video": 0.70,
+    }

@@ -91,3 +91,13 @@ def test_resolved_config_round_trips_through_yaml(tmp_path):
     path = save_config(config, tmp_path / "run" / "config.yaml")
     assert load_config(path) == config
     assert isinstance(load_config(path), ExperimentConfig)
+
+
+def test_shipped_configs_load():
+    from pathlib import Path
+
+    configs = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
+    assert configs
+    for path in configs:
+        config = load_config(path)
+        assert config.objective, path

@@ -87,7 +87,7 @@ def test_two_modality_model_and_per_channel_freezing():
     assert video_trainable and all(n.startswith("model.encoder.layer.1.") for n in video_trainable)
     assert all(p.requires_grad for p in model.heads.parameters())
     assert len(model.heads["video"]) == 4  # Linear, ReLU, Dropout, Linear
-    assert model.backbones["video"].model.is_gradient_checkpointing
+    assert model.backbones["video"].model.is_activation_checkpointing
 
     model.train()
     inputs = _inputs()
@@ -105,7 +105,7 @@ def test_invalid_model_configs_are_refused():
     bad = load_config(None, ["--model.channels.audio.backbone", "videomae"]).model
     with pytest.raises(ValueError, match="is a video backbone"):
         build_model(bad)
-    with pytest.raises(KeyError, match="available: bpemb, clap_htsat, videomae"):
+    with pytest.raises(KeyError, match="available: bpemb, clap_htsat, musicnn, r2plus1d, videomae"):
         build_model(load_config(None, ["--model.channels.audio.backbone", "wav2vec"]).model)
     with pytest.raises(ValueError, match="text channel needs BPEmb files"):
         build_model(load_config(None, ["--model.modalities", "[text, video]"]).model)

@@ -176,7 +176,18 @@ class DataConfig:
 
 @dataclasses.dataclass
 class TrainConfig:
-    """Optimisation settings (defaults: the trimodal study's hyper-parameters)."""
+    """Optimisation settings (defaults: the trimodal study's hyper-parameters).
+
+    ``batch_size`` is per process; the effective batch is ``batch_size × processes ×
+    gradient_accumulation_steps``, but contrastive negatives come from ``batch_size ×
+    processes`` only (accumulation does not add negatives; gradient caching does, see
+    ``grad_cache_chunk``). ``checkpoint_every`` counts optimiser steps; ``resume`` is
+    ``"latest"`` or a checkpoint directory. ``select_metric`` picks the best checkpoint among
+    the validation metrics (``video/mean_R@10``: mean R@10 over all retrieval directions at
+    video level; ``mean_positive_distance`` with ``select_mode: min`` is the study's rule).
+    ``feature_cache`` stores the backbone outputs of frozen channels after their first
+    ``feature_cache_views`` epochs. ``max_steps`` stops early (tests, smoke runs).
+    """
 
     output_dir: str = "runs/trimodal"
     epochs: int = 5
@@ -190,6 +201,19 @@ class TrainConfig:
     max_grad_norm: float = 2.0
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     seed: int = 0
+    max_steps: int | None = None
+    grad_cache_chunk: int | None = None
+    feature_cache: bool = True
+    feature_cache_views: int = 1
+    validations_per_epoch: int = 2
+    select_metric: str = "video/mean_R@10"
+    select_mode: Literal["max", "min"] = "max"
+    checkpoint_every: int = 500
+    checkpoint_total_limit: int = 3
+    resume: str | None = None
+    max_nonfinite_steps: int = 10
+    log_with: list[str] = dataclasses.field(default_factory=lambda: ["tensorboard", "jsonl"])
+    log_every: int = 10
 
 
 @dataclasses.dataclass
@@ -346,7 +370,12 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 # Short flags accepted by every entry point, mapped onto their dotted keys.
-ALIASES = {"output": "train.output_dir", "data": "data.prepared_dir"}
+ALIASES = {
+    "output": "train.output_dir",
+    "data": "data.prepared_dir",
+    "resume": "train.resume",
+    "grad_cache_chunk": "train.grad_cache_chunk",
+}
 
 
 def parse_overrides(args: Sequence[str]) -> dict[str, Any]:

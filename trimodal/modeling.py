@@ -240,18 +240,49 @@ class TrimodalModel(PreTrainedModel):
         text: list[str] | None = None,
         audio: torch.Tensor | list[torch.Tensor] | None = None,
         video: torch.Tensor | None = None,
+        features: dict[str, torch.Tensor] | None = None,
         return_dict: bool = True,
     ) -> TrimodalOutput | tuple:
-        """Embed whichever modalities are given; see :class:`TrimodalOutput`."""
+        """Embed whichever modalities are given; see :class:`TrimodalOutput`.
+
+        ``features`` maps a modality to precomputed backbone features ``[B, F]`` (the
+        feature cache of frozen backbones): those skip the backbone and only run the head.
+        """
         inputs = {"text": text, "audio": audio, "video": video}
-        given = {m: x for m, x in inputs.items() if x is not None}
-        if not given:
-            raise ValueError("forward needs at least one of text=, audio=, video=")
-        output = TrimodalOutput(
-            **{f"{m}_embeds": self.encode(m, x) for m, x in given.items()},
-            logit_scale=self.get_logit_scale(),
-        )
+        for modality, feats in (features or {}).items():
+            if inputs.get(modality) is not None:
+                raise ValueError(f"give {modality} either as raw inputs or as features, not both")
+            inputs[modality] = feats
+        embeds = {}
+        for modality in MODALITIES:  # a fixed order: the RNG draws of dropout depend on it
+            if inputs[modality] is None:
+                continue
+            if features is not None and modality in features:
+                embeds[f"{modality}_embeds"] = self.project(modality, inputs[modality])
+            else:
+                embeds[f"{modality}_embeds"] = self.encode(modality, inputs[modality])
+        if not embeds:
+            raise ValueError("forward needs at least one of text=, audio=, video= or features=")
+        output = TrimodalOutput(**embeds, logit_scale=self.get_logit_scale())
         return output if return_dict else output.to_tuple()
+
+    def train(self, mode: bool = True) -> TrimodalModel:
+        """Training mode, except that frozen backbones stay in eval mode: a frozen network
+        is a fixed feature extractor (no dropout, no batch-norm updates), which is also what
+        makes its features cacheable."""
+        super().train(mode)
+        if mode:
+            for modality in self.frozen_modalities():
+                self.backbones[modality].eval()
+        return self
+
+    def frozen_modalities(self) -> list[str]:
+        """Modalities whose backbone has no trainable parameter."""
+        return [
+            m
+            for m, backbone in self.backbones.items()
+            if not any(p.requires_grad for p in backbone.parameters())
+        ]
 
     # ------------------------------------------------------------------ persistence
 

@@ -14,6 +14,8 @@ from trimodal.backbones.base import Backbone, MissingCheckpointError
 _BACKBONES: dict[str, str] = {
     "bpemb": "trimodal.backbones.bpemb:BPEmbBackbone",
     "clap_htsat": "trimodal.backbones.clap:ClapHTSATBackbone",
+    "musicnn": "trimodal.backbones.musicnn:MusicnnBackbone",
+    "r2plus1d": "trimodal.backbones.r2plus1d:R2Plus1DBackbone",
     "videomae": "trimodal.backbones.videomae:VideoMAEBackbone",
 }
 

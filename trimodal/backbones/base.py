@@ -61,6 +61,11 @@ class Backbone(nn.Module):
         """Size of the feature vector :meth:`forward` returns."""
         raise NotImplementedError
 
+    def data_options(self) -> dict[str, Any]:
+        """What this backbone needs from the data loader, as
+        :class:`~trimodal.data.PreparedClips` keyword arguments (e.g. ``audio_rate``)."""
+        return {}
+
     def blocks(self) -> list[nn.Module]:
         """The trainable blocks in input-to-output order (for ``trainable_blocks=N``)."""
         raise NotImplementedError

@@ -191,6 +191,9 @@ class ClapHTSATBackbone(Backbone):
             return {"format": "hf", "hf_config": config.to_diff_dict()}
         return {"format": "laion"}
 
+    def data_options(self) -> dict[str, Any]:
+        return {"audio_rate": self.options.sample_rate}
+
     @property
     def window_samples(self) -> int:
         return int(round(self.options.window_seconds * self.options.sample_rate))
@@ -219,9 +222,9 @@ class ClapHTSATBackbone(Backbone):
             for stage in self.audio_branch.layers:
                 stage.use_checkpoint = enabled
         elif enabled:
-            self.hf_model.gradient_checkpointing_enable()
+            self.hf_model.activation_checkpointing_enable()
         else:
-            self.hf_model.gradient_checkpointing_disable()
+            self.hf_model.activation_checkpointing_disable()
 
     # ------------------------------------------------------------------ loading
 

@@ -127,6 +127,9 @@ class VideoMAEBackbone(Backbone):
             "num_frames": config.num_frames,
         }
 
+    def data_options(self) -> dict[str, Any]:
+        return {"video_size": self.options.image_size, "num_frames": self.options.num_frames}
+
     @property
     def output_dim(self) -> int:
         return self.model.config.hidden_size
@@ -136,9 +139,9 @@ class VideoMAEBackbone(Backbone):
 
     def set_gradient_checkpointing(self, enabled: bool) -> None:
         if enabled:
-            self.model.gradient_checkpointing_enable()
+            self.model.activation_checkpointing_enable()
         else:
-            self.model.gradient_checkpointing_disable()
+            self.model.activation_checkpointing_disable()
 
     def load_pretrained(self, source: str | Path) -> None:
         from transformers import VideoMAEModel

@@ -1,0 +1,108 @@
+"""Helpers shared by the data tests: small synthetic corpora and a prepared reference.
+
+Building a corpus and preparing it takes seconds, so the reference preparation is made once
+per test session (memoised here) and shared by test_prepare.py and test_loader.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from data_prep.corpus import read_corpus, write_corpus
+from data_prep.synthetic import SynthOptions, generate_corpus
+from trimodal.config import DataConfig
+
+REPO = Path(__file__).resolve().parents[1]
+# Short videos and clips keep the tests fast; 16–24 s with 4-s clips gives 4–6 clips a video.
+SMALL = SynthOptions(min_seconds=16.0, max_seconds=24.0)
+CLIP_SECONDS = 4.0
+# Fixed splits: six train videos (sparse sampling), one dev and one test video.
+SPLIT_OF_INDEX = ["train"] * 6 + ["dev", "test"]
+
+_cache: dict[str, tuple[Path, Path, DataConfig]] = {}
+
+
+def reference_config() -> DataConfig:
+    return DataConfig(clip_seconds=CLIP_SECONDS, prepare_workers=2, seed=7)
+
+
+def make_corpus(root: Path, n: int = 8, seed: int = 0) -> Path:
+    """A synthetic corpus of ``n`` videos with the fixed splits of ``SPLIT_OF_INDEX``."""
+    generate_corpus(root, n, seed, SMALL, workers=2)
+    records = read_corpus(root)
+    for i, r in enumerate(records):
+        r.split = SPLIT_OF_INDEX[i] if i < len(SPLIT_OF_INDEX) else None
+    write_corpus(root, records)
+    return root
+
+
+def prepared_reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, DataConfig]:
+    """(corpus, prepared output, config) of the session's reference preparation."""
+    if "ref" not in _cache:
+        from data_prep.prepare import prepare
+
+        base = tmp_path_factory.mktemp("reference")
+        corpus = make_corpus(base / "corpus")
+        config = reference_config()
+        prepare(corpus, base / "prepared", config, show_progress=False)
+        _cache["ref"] = (corpus, base / "prepared", config)
+    return _cache["ref"]
+
+
+def write_config(path: Path, config: DataConfig) -> Path:
+    """A YAML config file with ``config`` as its ``data:`` section."""
+    import yaml
+
+    path.write_text(yaml.safe_dump({"data": dataclasses.asdict(config)}))
+    return path
+
+
+def prepare_cmd(corpus: Path, out: Path, config_file: Path, *extra: str) -> list[str]:
+    """The command line of ``python -m data_prep prepare`` for a subprocess."""
+    return [
+        sys.executable,
+        "-m",
+        "data_prep",
+        "prepare",
+        "--corpus",
+        str(corpus),
+        "--out",
+        str(out),
+        "--config",
+        str(config_file),
+        "--no-progress",
+        *extra,
+    ]
+
+
+def subprocess_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def run_ok(cmd: list[str]) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env(), cwd=REPO)
+    assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def assert_same_output(a: Path, b: Path) -> None:
+    """Two prepared outputs hold the same datasets, skipped list and summary."""
+    import datasets
+
+    for split in ("train", "dev", "test"):
+        da, db = datasets.load_from_disk(str(a / split)), datasets.load_from_disk(str(b / split))
+        assert da.features == db.features, split
+        assert da.num_rows == db.num_rows, split
+        assert da.data.table.equals(db.data.table), f"{split} differs"
+    assert (a / "skipped.jsonl").read_text() == (b / "skipped.jsonl").read_text()
+    sa, sb = (json.loads((p / "summary.json").read_text()) for p in (a, b))
+    assert sa == sb

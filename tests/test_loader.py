@@ -1,0 +1,144 @@
+"""The training loader: tensors per channel, augmentation replay, sampler, collate."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from data_fixtures import prepared_reference
+
+from trimodal.config import DataConfig
+from trimodal.data import PreparedClips, VideoBatchSampler, collate_clips
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    return prepared_reference(tmp_path_factory)
+
+
+def test_whole_chain_yields_model_ready_batches(reference):
+    """synthetic → prepare → loader: shapes, dtypes and ranges each channel expects."""
+    corpus, out, config = reference
+    for rate, size in ((48000, 224), (16000, 112)):
+        ds = PreparedClips(out, "train", train=True, audio_rate=rate, video_size=size, seed=1)
+        sampler = VideoBatchSampler(ds.video_ids, batch_size=3, seed=1)
+        loader = torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=collate_clips)
+        batch = next(iter(loader))
+        b = len(batch["text"])
+        assert b == 3 and all(isinstance(t, str) and t for t in batch["text"])
+        assert batch["audio"].shape == (b, int(config.clip_seconds * rate))
+        assert batch["audio"].dtype == torch.float32 and batch["audio"].abs().max() <= 1.0
+        assert batch["video"].shape == (b, 16, 3, size, size)
+        assert batch["video"].dtype == torch.float32
+        assert 0.0 <= batch["video"].min() and batch["video"].max() <= 1.0
+        assert batch["video"].std() > 0.01  # real pictures, not a constant
+        assert batch["labels_multi_hot"].shape == (b, 45)
+        assert batch["clip_index"].dtype == torch.long
+        for ids, hot in zip(batch["label_ids"], batch["labels_multi_hot"]):
+            assert set(torch.nonzero(hot).flatten().tolist()) == set(ids.tolist())
+
+
+def test_eval_is_deterministic_and_matches_the_stored_clip(reference):
+    corpus, out, config = reference
+    ds = PreparedClips(out, "dev", train=False)
+    first = [ds[i] for i in range(len(ds))]
+    second = [ds[i] for i in range(len(ds))]
+    for a, b in zip(first, second):
+        assert a["text"] == b["text"]
+        assert torch.equal(a["audio"], b["audio"]) and torch.equal(a["video"], b["video"])
+    # Another epoch or a new instance changes nothing in evaluation.
+    ds.set_epoch(3)
+    again = PreparedClips(out, "dev", train=False)
+    for i, a in enumerate(first):
+        assert torch.equal(ds[i]["video"], a["video"]) and again[i]["text"] == a["text"]
+    # Evaluation view: the whole clip, the centre 224² of the stored 256² frames.
+    raw = ds.dataset.with_format("numpy")[0]
+    np.testing.assert_array_equal(first[0]["audio"].numpy(), raw["audio_48k"])
+    centre = raw["frames_224"][:, :, 16:240, 16:240].astype(np.float32) / 255
+    np.testing.assert_allclose(first[0]["video"].numpy(), centre, atol=1e-6)
+    assert PreparedClips(out, "dev", eval_text="first")[0]["text"] == raw["labels"][0]
+
+
+def test_train_augmentation_replays_per_epoch_and_index(reference):
+    corpus, out, config = reference
+    kw = dict(train=True, audio_rate=16000, video_size=112, crop_seconds=3.0, seed=5)
+    a, b = PreparedClips(out, "train", **kw), PreparedClips(out, "train", **kw)
+    a.set_epoch(2)
+    b.set_epoch(2)
+    x, y = a[1], b[1]
+    assert torch.equal(x["audio"], y["audio"]) and torch.equal(x["video"], y["video"])
+    assert x["text"] == y["text"] and x["audio"].shape == (3 * 16000,)
+    assert torch.equal(b[(2, 1)]["video"], x["video"])  # (epoch, index) keys
+    b.set_epoch(3)
+    assert not torch.equal(b[1]["video"], x["video"])
+    # The 3-s window is a real crop of the clip's audio, at a random offset.
+    full = PreparedClips(out, "train", audio_rate=16000, video_size=112)[1]["audio"].numpy()
+    win = x["audio"].numpy()
+    offsets = [
+        o for o in range(len(full) - len(win) + 1) if np.array_equal(full[o : o + len(win)], win)
+    ]
+    assert offsets, "the window is not a slice of the clip"
+
+
+def test_audio_and_video_windows_are_synchronous(reference):
+    """Cropping 3 s of the clip picks the frames of the same 3 s (centre window in eval)."""
+    corpus, out, config = reference
+    full = PreparedClips(out, "dev", num_frames=16)
+    part = PreparedClips(out, "dev", crop_seconds=2.0, num_frames=8)
+    # Clip 4 s, 16 stored frames (0.25 s apart); the centred 2-s window is [1, 3) s, whose
+    # 8 frames at 0.25-s spacing are stored frames 4..11.
+    np.testing.assert_array_equal(part[0]["video"].numpy(), full[0]["video"][4:12].numpy())
+    a = full[0]["audio"].numpy()
+    np.testing.assert_array_equal(part[0]["audio"].numpy(), a[48000 : 48000 + 96000])
+
+
+def test_sampler_never_puts_two_clips_of_a_video_in_a_batch():
+    rng = np.random.default_rng(0)
+    # Uneven videos: one long video dominates, many have one clip.
+    ids = [f"v{int(k)}" for k in rng.integers(0, 30, size=300)] + ["long"] * 40
+    for batch_size in (1, 4, 16):
+        sampler = VideoBatchSampler(ids, batch_size=batch_size, seed=3)
+        for epoch in range(3):
+            sampler.set_epoch(epoch)
+            batches = list(sampler)
+            assert len(batches) == len(sampler)
+            flat = [i for b in batches for i in b]
+            assert sorted(flat) == list(range(len(ids)))  # every clip once
+            for b in batches:
+                assert len({ids[i] for i in b}) == len(b) <= batch_size
+            full = [b for b in batches if len(b) == batch_size]
+            assert len(full) >= len(batches) - 45  # only the long video's tail is short
+    s1, s2 = VideoBatchSampler(ids, 8, seed=3), VideoBatchSampler(ids, 8, seed=3)
+    s1.set_epoch(1)
+    s2.set_epoch(1)
+    assert list(s1) == list(s2)
+    s2.set_epoch(2)
+    assert list(s1) != list(s2)
+    dropped = VideoBatchSampler(ids, 8, seed=3, drop_last=True)
+    assert all(len(b) == 8 for b in dropped)
+    paired = VideoBatchSampler(ids, 8, seed=3, yield_epoch=True)
+    paired.set_epoch(4)
+    assert all(e == 4 for b in paired for e, _ in b)
+
+
+def test_sampler_on_the_prepared_split(reference):
+    corpus, out, config = reference
+    ds = PreparedClips(out, "train", modalities=("text",))
+    sampler = VideoBatchSampler(ds.video_ids, batch_size=4, seed=0)
+    for batch in sampler:
+        vids = [ds[i]["video_id"] for i in batch]
+        assert len(set(vids)) == len(vids)
+
+
+def test_from_config_and_clear_errors(reference, tmp_path):
+    corpus, out, config = reference
+    cfg = DataConfig(prepared_dir=str(out), audio_rate=16000, video_size=112, crop_seconds=2.0)
+    ds = PreparedClips.from_config(cfg, "test", train=False)
+    item = ds[0]
+    assert item["audio"].shape == (32000,) and item["video"].shape == (16, 3, 112, 112)
+    with pytest.raises(FileNotFoundError, match="prepare"):
+        PreparedClips(tmp_path, "train")
+    with pytest.raises(ValueError, match="audio_22k"):
+        PreparedClips(out, "test", audio_rate=22000)
+    with pytest.raises(ValueError, match="modalities"):
+        PreparedClips(out, "test", modalities=("smell",))

@@ -1,0 +1,99 @@
+"""The synthetic corpus: deterministic, decodable, labels and per-video variation in the media."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from data_prep.corpus import MUSIC45_LABELS, read_corpus, record_problems
+from data_prep.synthetic import (
+    SynthOptions,
+    generate_corpus,
+    plan_video,
+    render_frames,
+    synth_audio,
+)
+
+OPTS = SynthOptions(min_seconds=6.0, max_seconds=8.0)
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_same_seed_same_bytes_other_seed_other_media(tmp_path: Path):
+    a = generate_corpus(tmp_path / "a", 3, seed=5, opts=OPTS)
+    b = generate_corpus(tmp_path / "b", 3, seed=5, opts=OPTS, workers=2)
+    c = generate_corpus(tmp_path / "c", 3, seed=6, opts=OPTS)
+    assert a == b
+    assert (tmp_path / "a" / "videos.jsonl").read_bytes() == (
+        tmp_path / "b" / "videos.jsonl"
+    ).read_bytes()
+    for ra in a:
+        assert _digest(tmp_path / "a" / ra.media) == _digest(tmp_path / "b" / ra.media)
+    assert {_digest(tmp_path / "a" / r.media) for r in a}.isdisjoint(
+        _digest(tmp_path / "c" / r.media) for r in c
+    )
+    # A video depends on (seed, index) only: a larger corpus starts with the same videos.
+    d = generate_corpus(tmp_path / "d", 4, seed=5, opts=OPTS)
+    assert d[:3] == a
+
+
+def test_files_decode_with_video_and_audio_streams(tmp_path: Path):
+    import av
+    import decord
+
+    records = generate_corpus(tmp_path, 2, seed=1, opts=OPTS)
+    assert read_corpus(tmp_path) == records
+    for r in records:
+        assert record_problems(r, tmp_path) == []
+        assert 1 <= len(r.labels) <= 3 and set(r.labels) <= set(MUSIC45_LABELS)
+        assert r.tags and r.title and r.published_at
+        path = str(r.media_path(tmp_path))
+        with av.open(path) as c:
+            assert c.streams.video[0].codec_context.name == "h264"
+            assert c.streams.audio[0].codec_context.name == "aac"
+        vr = decord.VideoReader(path)
+        assert vr[0].shape == (OPTS.height, OPTS.width, 3)
+        assert len(vr) / vr.get_avg_fps() == pytest.approx(r.duration_s, abs=0.1)
+        audio = decord.AudioReader(path, sample_rate=16000, mono=True)[:].asnumpy()[0]
+        assert len(audio) / 16000 == pytest.approx(r.duration_s, abs=0.15)
+        assert 0.05 < np.abs(audio).max() <= 1.0
+
+
+def test_labels_cover_the_vocabulary_and_multiword_labels_occur():
+    labels = [x for i in range(400) for x in plan_video(0, i, OPTS).labels]
+    assert len(set(labels)) >= 40
+    assert any(" " in x for x in labels)
+
+
+def test_audio_and_video_both_follow_the_beat():
+    """Sound and picture pulse on the same beats: per-video tempo and phase are in both."""
+    opts = SynthOptions(min_seconds=12.0, max_seconds=12.0, fps=12)
+    for index in range(3):
+        plan = plan_video(3, index, opts)
+        frames = render_frames(plan, opts).astype(np.float32)
+        brightness = frames.mean(axis=(1, 2, 3))
+        t = np.arange(len(frames)) / opts.fps
+        since = np.mod(t - plan.beat_phase, 60.0 / plan.bpm)
+        on_beat = since < 0.5 / opts.fps
+        off_beat = since > 0.5 * 60.0 / plan.bpm
+        assert brightness[on_beat].mean() > brightness[off_beat].mean() + 1.0
+        # The sound's envelope is locked to the same beat: its energy, folded by beat
+        # phase, is far from flat (attacks and decays restart on every beat).
+        audio = synth_audio(plan, opts)
+        ta = np.arange(len(audio)) / opts.sample_rate
+        phase = np.mod(ta - plan.beat_phase, 60.0 / plan.bpm) * plan.bpm / 60.0
+        bins = np.minimum((phase * 8).astype(int), 7)
+        energy = np.array([np.mean(audio[bins == k] ** 2) for k in range(8)])
+        assert energy.max() > 2 * energy.min()
+
+
+def test_rejects_bad_arguments(tmp_path: Path):
+    with pytest.raises(ValueError):
+        generate_corpus(tmp_path, 0)
+    with pytest.raises(ValueError):
+        generate_corpus(tmp_path, 1, opts=SynthOptions(min_seconds=5, max_seconds=2))

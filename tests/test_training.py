@@ -1,0 +1,297 @@
+"""The training loop: gradient caching, the feature cache, exact resume, non-finite steps."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from trimodal import build_model
+from trimodal.config import load_config
+from trimodal.objectives import get_objective
+from trimodal.training import NonFiniteLossError, Trainer, grad_cache_step
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> Path:
+    """Six short synthetic videos (4 train, 1 dev, 1 test) prepared for the tiny presets."""
+    from data_prep.corpus import read_corpus, write_corpus
+    from data_prep.prepare import prepare
+    from data_prep.synthetic import SynthOptions, generate_corpus
+    from trimodal.cli import demo_data_config
+
+    root = tmp_path_factory.mktemp("train_data")
+    generate_corpus(root / "corpus", 6, seed=3, opts=SynthOptions(min_seconds=9, max_seconds=10))
+    records = read_corpus(root / "corpus")
+    for record, split in zip(records, ["train"] * 4 + ["dev", "test"]):
+        record.split = split
+    write_corpus(root / "corpus", records)
+    prepare(root / "corpus", root / "prepared", demo_data_config(), show_progress=False)
+    return root / "prepared"
+
+
+def _config(prepared: Path, output: Path, *overrides: str):
+    return load_config(
+        None,
+        [
+            "--data", str(prepared),
+            "--output", str(output),
+            "--model.preset", "tiny",
+            "--model.embed_dim", "16",
+            "--objective", "contrastive",
+            "--train.batch_size", "2",
+            "--train.gradient_accumulation_steps", "1",
+            "--train.lr", "1e-3",
+            "--train.log_with", "[jsonl]",
+            "--train.log_every", "1",
+            *overrides,
+        ],
+    )  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- grad cache
+
+
+def _grads(model) -> dict[str, torch.Tensor]:
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_grad_cache_gives_the_full_batch_gradients_with_dropout_on():
+    config = load_config(
+        None,
+        [
+            "--model.preset", "tiny",
+            "--model.modalities", "[text, video]",
+            "--model.embed_dim", "16",
+            "--model.channels.text.head.hidden_sizes", "[24]",
+            "--model.channels.text.head.dropout", "0.5",
+            "--model.channels.video.head.hidden_sizes", "[24]",
+            "--model.channels.video.head.dropout", "0.5",
+        ],
+    ).model  # fmt: skip
+    torch.manual_seed(0)
+    model = build_model(config).train()
+    objective = get_objective("contrastive")
+    words = ["rock", "jazz", "piano", "drum", "music video", "guitar", "choir", "dance"]
+    texts = [f"{words[i % 8]} {words[(i * 3) % 8]}" for i in range(32)]
+    frames = torch.rand(32, 4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+
+    def plain(seed: int) -> dict[str, torch.Tensor]:
+        model.zero_grad()
+        torch.manual_seed(seed)
+        out = model(text=texts, video=frames)
+        objective(out.embeddings, logit_scale=out.logit_scale)["loss"].backward()
+        return _grads(model)
+
+    expected = plain(seed=5)
+    assert any((g - e).abs().max() > 1e-3 for g, e in zip(plain(6).values(), expected.values())), (
+        "dropout must be active, or the comparison below proves nothing"
+    )
+    model.zero_grad()
+    torch.manual_seed(5)
+    grad_cache_step(
+        model,
+        {"text": texts, "video": frames},
+        lambda emb, scale: objective(emb, logit_scale=scale),
+        chunk_size=4,
+    )
+    got = _grads(model)
+    assert got.keys() == expected.keys() and "logit_scale" in got
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], rtol=0, atol=1e-5, msg=name)
+
+
+# ----------------------------------------------------------------------------- feature cache
+
+
+def test_frozen_backbones_run_only_in_the_first_epoch(prepared, tmp_path):
+    config = _config(
+        prepared,
+        tmp_path / "run",
+        "--model.channels.audio.trainable_blocks", "none",
+        "--model.channels.video.trainable_blocks", "none",
+        "--train.epochs", "2",
+        "--train.validations_per_epoch", "1",
+    )  # fmt: skip
+    trainer = Trainer(config)
+    model = trainer.unwrapped
+    assert sorted(trainer.feature_cache.modalities) == ["audio", "video"]
+    calls = {0: 0, 1: 0}
+    counting = {"on": True}
+
+    def count(module, args, output):
+        if counting["on"]:
+            calls[trainer.state.epoch] += 1
+
+    for modality in ("audio", "video"):
+        model.backbones[modality].register_forward_hook(count)
+    validate = trainer.validate
+
+    def validate_uncounted():
+        counting["on"] = False
+        try:
+            return validate()
+        finally:
+            counting["on"] = True
+
+    trainer.validate = validate_uncounted
+    trainer.fit()
+    assert calls[0] > 0
+    assert calls[1] == 0
+    # The cached features are what the backbone computes.
+    batch = next(iter(trainer.train_loader))
+    with torch.no_grad():
+        fresh = model.backbone_features("audio", batch["audio"])
+    cached = trainer.feature_cache.get("audio", 1, batch["index"])
+    torch.testing.assert_close(cached, fresh, rtol=0, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- resume
+
+
+def _train_cmd(prepared: Path, output: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable, str(REPO / "train.py"),
+        "--data", str(prepared),
+        "--output", str(output),
+        "--model.preset", "tiny",
+        "--model.embed_dim", "16",
+        "--model.channels.video.head.hidden_sizes", "[16]",
+        "--model.channels.video.head.dropout", "0.3",
+        "--objective", "weighted_contrastive",
+        "--train.batch_size", "2",
+        "--train.gradient_accumulation_steps", "2",
+        "--train.epochs", "4",
+        "--train.checkpoint_every", "2",
+        "--train.log_with", "[]",
+        *extra,
+    ]  # fmt: skip
+
+
+def test_resume_after_a_kill_ends_where_an_uninterrupted_run_ends(prepared, tmp_path):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    full = subprocess.run(
+        _train_cmd(prepared, tmp_path / "full"), env=env, capture_output=True, text=True
+    )
+    assert full.returncode == 0, full.stderr[-3000:]
+
+    run = tmp_path / "killed"
+    process = subprocess.Popen(
+        _train_cmd(prepared, run), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.time() + 300
+    while not (run / "checkpoints" / "checkpoint_2").is_dir():
+        assert process.poll() is None, "training ended before its first checkpoint"
+        assert time.time() < deadline
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+    assert not (run / "last").exists(), "the run finished before it was killed"
+
+    resumed = subprocess.run(
+        [*_train_cmd(prepared, run), "--resume", "latest"], env=env, capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from" in resumed.stderr
+    expected = load_file(tmp_path / "full" / "last" / "model.safetensors")
+    got = load_file(run / "last" / "model.safetensors")
+    assert expected.keys() == got.keys()
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], rtol=0, atol=1e-6, msg=name)
+
+
+# ----------------------------------------------------------------------------- robustness
+
+
+def test_non_finite_steps_are_skipped_then_stop_the_run(prepared, tmp_path):
+    config = _config(
+        prepared,
+        tmp_path / "run",
+        "--model.modalities", "[text, video]",
+        "--train.epochs", "3",
+        "--train.max_nonfinite_steps", "3",
+    )  # fmt: skip
+    trainer = Trainer(config)
+    loss_fn = trainer._loss
+    calls = {"n": 0}
+
+    def sometimes_nan(embeddings, logit_scale):
+        calls["n"] += 1
+        terms = loss_fn(embeddings, logit_scale)
+        if calls["n"] == 2 or calls["n"] >= 4:
+            terms["loss"] = terms["loss"] * float("nan")
+        return terms
+
+    trainer._loss = sometimes_nan
+    before = {n: p.detach().clone() for n, p in trainer.unwrapped.named_parameters()}
+    with pytest.raises(NonFiniteLossError, match="3 optimiser steps in a row"):
+        trainer.fit()
+    params = dict(trainer.unwrapped.named_parameters())
+    assert all(torch.isfinite(p).all() for p in params.values())
+    assert any(not torch.equal(params[n], before[n]) for n in before)  # steps 1 and 3 trained
+    assert trainer.state.global_step == 6  # 3 good or skipped steps, then 3 bad in a row
+    checkpoint = tmp_path / "run" / "checkpoints" / "checkpoint_6"
+    assert checkpoint.is_dir(), "the last good state is saved before stopping"
+
+
+def test_a_run_saves_config_metrics_best_and_last(prepared, tmp_path):
+    config = _config(
+        prepared, tmp_path / "run", "--train.epochs", "2", "--train.checkpoint_every", "3"
+    )
+    metrics = Trainer(config).fit()
+    run = tmp_path / "run"
+    assert load_config(run / "config.yaml") == config
+    for name in ("best", "last"):
+        assert (run / name / "model.safetensors").is_file()
+    assert {"video/mean_R@10", "clip/audio→video/R@1", "mean_positive_distance"} <= set(metrics)
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert any("train/loss" in line for line in lines)
+    assert any("dev/video/mean_R@10" in line for line in lines)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "checkpoint_3",
+        "checkpoint_6",
+    ]
+
+
+def test_train_py_refuses_bad_options(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), "--train.lrr", "1"], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert "train.lrr" in result.stderr
+
+
+def test_loss_is_scaled_for_accumulation(prepared, tmp_path):
+    """Two micro-batches of 2 accumulate to the mean of their gradients (BRIEF §3.8)."""
+    config = _config(prepared, tmp_path / "run", "--train.gradient_accumulation_steps", "2")
+    trainer = Trainer(config)
+    batches = [b for _, b in zip(range(2), trainer.train_loader)]
+    model = trainer.model.eval()  # no dropout: the two computations must see the same net
+    expected = None
+    for batch in batches:  # reference: mean of per-batch gradients, computed by hand
+        model.zero_grad()
+        out = model(**trainer._model_inputs(batch, 0))
+        trainer._loss(out.embeddings, out.logit_scale)["loss"].backward()
+        grads = _grads(model)
+        expected = grads if expected is None else {k: (expected[k] + grads[k]) for k in grads}
+    expected = {k: v / 2 for k, v in expected.items()}
+    model.zero_grad()
+    for batch in batches:
+        with trainer.accelerator.accumulate(model):
+            trainer._forward_backward(trainer._model_inputs(batch, 0))
+    got = _grads(model)
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], rtol=1e-5, atol=1e-6, msg=name)
+    assert dataclasses.asdict(config.train)["gradient_accumulation_steps"] == 2

@@ -1,0 +1,47 @@
+"""Optimiser and learning-rate schedule of the study: AdamW, linear warm-up then decay."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import get_linear_schedule_with_warmup
+
+from trimodal.config import TrainConfig
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Trainable parameters split into decayed matrices and undecayed everything else.
+
+    Biases, normalisation weights and the logit scale (all with fewer than two dimensions)
+    get no weight decay: decaying them pulls scales and offsets towards zero for no
+    regularisation benefit (the rule open_clip and most CLIP trainers use).
+    """
+    decay, no_decay = [], []
+    for _, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        (decay if param.ndim >= 2 else no_decay).append(param)
+    if not decay and not no_decay:
+        raise ValueError("the model has no trainable parameter")
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
+    """AdamW with the study's betas (.9, .98), eps 1e-9 and decoupled weight decay."""
+    betas = tuple(config.adam_betas)
+    if len(betas) != 2:
+        raise ValueError(f"train.adam_betas needs two values, got {config.adam_betas}")
+    return torch.optim.AdamW(
+        parameter_groups(model, config.weight_decay), lr=config.lr, betas=betas, eps=config.adam_eps
+    )
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, total_steps: int, warmup_ratio: float
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over ``warmup_ratio`` of the optimiser steps, then linear decay to 0."""
+    warmup = int(round(warmup_ratio * total_steps))
+    return get_linear_schedule_with_warmup(optimizer, warmup, max(total_steps, 1))

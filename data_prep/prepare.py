@@ -15,14 +15,18 @@ For every usable video of ``CORPUS/videos.jsonl`` (:mod:`data_prep.corpus`):
    ``num_frames`` uniformly spaced frames per size (``frames_224``, ``frames_112``:
    ``[T, 3, S, S]`` with a crop margin, ``S = round(size * frame_margin)``), the text
    candidates (labels then tags, multi-word names kept), label ids, title;
-4. the clips are written to a per-video shard in ``PREPARED/.work/`` (atomic rename), then
-   the split datasets are assembled in video-id order with ``save_to_disk``
-   (``PREPARED/train``, ``dev``, ``test``: Arrow files, memory-mapped by ``load_from_disk``),
-   with ``summary.json`` and ``skipped.jsonl`` beside them.
+4. the clips are written to a per-video Arrow shard in ``PREPARED/.work/`` (atomic rename),
+   then the split datasets are assembled in video-id order (``PREPARED/train``, ``dev``,
+   ``test``: ``load_from_disk`` directories, memory-mapped Arrow files), with
+   ``summary.json`` and ``skipped.jsonl`` beside them. A split of at most 500 MB is one
+   Arrow file, byte for byte what ``save_to_disk`` writes (the shards' record batches are
+   copied, not re-encoded); a bigger one is made of the videos' shards themselves (hard
+   links: nothing is written twice), up to 10,000 videos, else of copied 500-MB files.
 
-Decoding uses decord (frames and resampled audio) after a PyAV probe, in worker processes:
-a file that crashes the decoder kills a worker, not the run (the crashed video is retried
-alone and then skipped). Every video that cannot be used — malformed record, unsafe id,
+Decoding uses decord (frames and resampled audio) after a PyAV probe, in worker processes
+forked from a ``forkserver`` that has imported the decoding libraries once (the workers
+import neither torch nor ``datasets``): a file that crashes the decoder kills a worker, not
+the run (the crashed video is retried alone and then skipped). Every video that cannot be used — malformed record, unsafe id,
 unknown label, missing/empty/truncated/unreadable media, no audio or video stream, shorter
 than one clip — is listed in ``skipped.jsonl`` with its reason and counted in the summary.
 
@@ -51,6 +55,7 @@ from typing import Any
 
 import numpy as np
 
+from data_prep._arrow_io import atomic_write_json, atomic_write_text
 from data_prep.corpus import (
     MUSIC45_LABELS,
     SPLITS,
@@ -62,9 +67,18 @@ from data_prep.corpus import (
 from trimodal.config import DataConfig, from_dict
 
 WORK_DIR = ".work"
-SHARD_FORMAT = 1  # bump when the shard layout changes: old shards are then not reused
-# Set in a worker's environment to make it die on one video (tests of crash recovery).
+SHARD_FORMAT = 2  # bump when the shard layout changes: old shards are then not reused
+# Set in the environment of ``prepare`` to make a worker die on one video (tests of crash
+# recovery). Read by the parent: forkserver workers do not see later changes of its environment.
 FAULT_ENV = "TRIMODAL_PREPARE_CRASH_ON"
+# Modules the forkserver imports once, so that each worker starts without importing them.
+_PRELOAD = ["data_prep.prepare", "data_prep._arrow_io", "numpy", "pyarrow", "av", "decord"]
+_MAX_FILE_BYTES = 500 * 10**6  # split files of at most this size, as ``save_to_disk``
+_MAX_BATCH_BYTES = 100 * 10**6  # record batches of at most this size, as ``save_to_disk``
+# Up to this many videos, a split's files are the videos' shards themselves (hard links, no
+# copy); beyond it the shards are copied into files of at most _MAX_FILE_BYTES (each file
+# is one memory map of the loading process: the default limit is 65530 maps).
+_MAX_LINKED_FILES = 10_000
 
 
 class PrepareError(RuntimeError):
@@ -274,6 +288,8 @@ class VideoTask:
     skip_marker: str  # where a skip result is cached
     config: dict[str, Any]  # DataConfig as a dict
     vocabulary: list[str]
+    schema: bytes = b""  # the split's Arrow schema (serialized: workers need no ``datasets``)
+    crash: bool = False  # die on this video (tests of crash recovery, see FAULT_ENV)
 
 
 class _Skip(Exception):
@@ -336,11 +352,16 @@ def _downscale(frames: np.ndarray, side: int) -> np.ndarray:
     if big % side == 0:
         f = big // side
         # Sum of the f×f strided views: much faster than a reshaped mean over two axes.
-        acc = np.zeros(frames.shape[:2] + (side, side), dtype=np.uint32)
+        # uint16 holds the sum (and the rounding term) up to f = 15: half the memory traffic.
+        acc_type = np.uint16 if f * f * 255 + (f * f) // 2 < 2**16 else np.uint32
+        acc = frames[:, :, 0::f, 0::f].astype(acc_type)
         for dy in range(f):
             for dx in range(f):
-                acc += frames[:, :, dy::f, dx::f]
-        return ((acc + (f * f) // 2) // (f * f)).astype(np.uint8)
+                if dy or dx:
+                    acc += frames[:, :, dy::f, dx::f]
+        acc += (f * f) // 2
+        acc //= f * f
+        return acc.astype(np.uint8)
     import torch
     import torch.nn.functional as F
 
@@ -371,19 +392,12 @@ def _clip_plan(
     return [int(i) for i in idx], [float(i) * length for i in idx], length
 
 
-def atomic_write_json(path: str | Path, data: Any) -> None:
-    # trimodal.utils imports torch; workers need it only for rare resizes, so import lazily.
-    from trimodal.utils import atomic_write_json as write
-
-    write(path, data)
-
-
 def process_video(task: VideoTask) -> dict[str, Any]:
     """Decode one video into its shard of clips; return ``{"status": "ok" | "skipped", ...}``.
 
     Runs in a worker process. Never raises for bad media: the reason is returned.
     """
-    if os.environ.get(FAULT_ENV) == task.video_id:
+    if task.crash:
         os.abort()  # simulated decoder crash (tests)
     try:
         n_clips = _process_video(task)
@@ -408,11 +422,20 @@ def process_video(task: VideoTask) -> dict[str, Any]:
     return {"video_id": task.video_id, "status": "ok", "clips": n_clips}
 
 
+def _shard_schema(cfg: DataConfig):
+    """Arrow storage schema of the shards (and split files) under ``cfg``."""
+    from data_prep._arrow_io import storage_schema
+
+    length = cfg.segment_seconds if cfg.scheme == "segments" else cfg.clip_seconds
+    audio = [(audio_column(r), int(round(length * r))) for r in cfg.audio_rates]
+    return storage_schema(audio, [frames_column(s) for s in cfg.frame_sizes], cfg.frame_dtype)
+
+
 def _process_video(task: VideoTask) -> int:
     import decord
-    from datasets.arrow_writer import ArrowWriter
+    import pyarrow as pa
 
-    from trimodal.utils import atomic_path
+    from data_prep._arrow_io import atomic_path, fixed_list_array, nested_list_array
 
     cfg = from_dict(DataConfig, task.config)
     info = _probe(task.media, "video")
@@ -439,36 +462,45 @@ def _process_video(task: VideoTask) -> int:
             wave = ar._array if hasattr(ar, "_array") else ar[:].asnumpy()
         except Exception as err:
             raise _Skip("unreadable", f"audio: {type(err).__name__}: {err}") from err
-        waves[rate] = np.clip(wave.reshape(-1), -1.0, 1.0).astype(np.float32)
+        # Clipped and converted per clip below: only the samples that are kept.
+        waves[rate] = wave.reshape(-1)
         del ar
     duration = min([n_frames / fps] + [len(w) / r for r, w in waves.items()])
     indices, starts, length = _clip_plan(task, duration, cfg)
 
-    features = clip_features(cfg, task.vocabulary)
-    Path(task.shard).parent.mkdir(parents=True, exist_ok=True)
+    from data_prep._arrow_io import check_storage_schema
+
+    # The schema of the split files (extension types and ``huggingface`` metadata as field
+    # and schema metadata), so that a shard can become a split file as it is.
+    schema = pa.ipc.read_schema(pa.py_buffer(task.schema)) if task.schema else None
+    if schema is None:
+        schema = _shard_schema(cfg)
+    check_storage_schema(_shard_schema(cfg), schema, "features")
+    # The columns every clip of the video shares, as one-row Arrow arrays.
+    fixed = {
+        "video_id": pa.array([task.video_id], pa.string()),
+        "split": pa.array([task.split], pa.string()),
+        "labels": pa.array([task.labels], pa.list_(pa.string())),
+        "label_ids": pa.array([task.label_ids], pa.list_(pa.int64())),
+        "texts": pa.array([task.texts], pa.list_(pa.string())),
+        "title": pa.array([task.title], pa.string()),
+        "published_at": pa.array([task.published_at], pa.string()),
+    }
     T = cfg.num_frames
     with atomic_path(task.shard) as tmp:
-        writer = ArrowWriter(features=features, path=str(tmp), writer_batch_size=1)
-        try:
+        # One record batch per clip (bounded memory), as datasets' ArrowWriter wrote them.
+        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
             for clip_index, start in zip(indices, starts):
-                row: dict[str, Any] = {
-                    "video_id": task.video_id,
-                    "clip_index": clip_index,
-                    "start_s": start,
-                    "end_s": start + length,
-                    "split": task.split,
-                    "labels": task.labels,
-                    "label_ids": task.label_ids,
-                    "texts": task.texts,
-                    "title": task.title,
-                    "published_at": task.published_at,
-                }
+                cols: dict[str, Any] = dict(fixed)
+                cols["clip_index"] = pa.array([clip_index], pa.int32())
+                cols["start_s"] = pa.array([start], pa.float64())
+                cols["end_s"] = pa.array([start + length], pa.float64())
                 for rate, wave in waves.items():
                     a, n = int(round(start * rate)), int(round(length * rate))
-                    seg = wave[a : a + n]
+                    seg = np.clip(wave[a : a + n], -1.0, 1.0).astype(np.float32)
                     if len(seg) < n:  # rounding at the very end of the track
                         seg = np.pad(seg, (0, n - len(seg)))
-                    row[audio_column(rate)] = seg
+                    cols[audio_column(rate)] = fixed_list_array(seg)
                 # Frame j shows time start + (j + 0.5) * length / T: the centres of T equal bins.
                 times = start + (np.arange(T) + 0.5) * length / T
                 fidx = np.minimum(np.floor(times * fps).astype(np.int64), n_frames - 1)
@@ -477,11 +509,10 @@ def _process_video(task: VideoTask) -> int:
                     x = _downscale(frames, side)
                     if cfg.frame_dtype == "float16":
                         x = (x.astype(np.float32) / 255.0).astype(np.float16)
-                    row[frames_column(size)] = x
-                writer.write(row)
-            writer.finalize()
-        finally:
-            writer.close()
+                    cols[frames_column(size)] = nested_list_array(x)
+                writer.write_batch(
+                    pa.RecordBatch.from_arrays([cols[name] for name in schema.names], schema=schema)
+                )
     del vr
     return len(indices)
 
@@ -497,6 +528,29 @@ def _task_key(task_fields: dict[str, Any], media_sizes: tuple[int, ...]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def _worker_context() -> multiprocessing.context.BaseContext:
+    """The start method of the workers: ``forkserver`` with the decoding modules preloaded.
+
+    The server is a fresh process (never a fork of a parent holding threads or torch) that
+    imports :data:`_PRELOAD` once; each worker is then a cheap fork of it. ``spawn`` where
+    ``forkserver`` is not available.
+    """
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(_PRELOAD)  # used when the server starts (once per process)
+    return ctx
+
+
+def _start_workers_early() -> None:
+    """Start the forkserver (it imports the decoding modules) while the main process works."""
+    ctx = _worker_context()
+    if ctx.get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+
+
 def _run_pool(tasks: list[VideoTask], workers: int, progress) -> dict[str, dict[str, Any]]:
     """Run ``process_video`` over ``tasks`` in worker processes, surviving worker crashes.
 
@@ -507,7 +561,7 @@ def _run_pool(tasks: list[VideoTask], workers: int, progress) -> dict[str, dict[
     """
     results: dict[str, dict[str, Any]] = {}
     order = {t.video_id: i for i, t in enumerate(tasks)}
-    ctx = multiprocessing.get_context("spawn")  # no fork of a parent holding threads/torch
+    ctx = _worker_context()
     pending = list(tasks)
     while pending:
         unfinished: list[VideoTask] = []
@@ -574,8 +628,6 @@ def prepare(
     """
     from tqdm.auto import tqdm
 
-    from trimodal.utils import atomic_write_text
-
     config = config or DataConfig()
     _validate_config(config)
     workers = max(1, workers or config.prepare_workers)
@@ -600,6 +652,10 @@ def prepare(
                 f"{out_dir} is already prepared from this corpus and config (use --force to redo)"
             )
             return old
+
+    # The forkserver imports the decoding modules while this process imports ``datasets``.
+    _start_workers_early()
+    schema = clip_features(config, vocabulary).arrow_schema.serialize().to_pybytes()
 
     errors: list[dict[str, Any]] = []
     try:
@@ -631,6 +687,7 @@ def prepare(
         fractions = assign_keep_fractions(train_ids, config.sparse_fractions, config.seed)
 
     work = out_dir / WORK_DIR
+    crash_on = os.environ.get(FAULT_ENV)
     tasks: list[VideoTask] = []
     for record in sorted(usable, key=lambda r: r.video_id):
         fields = {
@@ -654,6 +711,8 @@ def prepare(
                 skip_marker=str(work / "skips" / f"{record.video_id}.{key}.json"),
                 config=shard_config,
                 vocabulary=vocabulary,
+                schema=schema,
+                crash=crash_on == record.video_id,
             )
         )
 
@@ -733,6 +792,107 @@ _LOADER_ONLY = frozenset(
 )
 
 
+def _read_shard(path: str, schema):
+    """The memory-mapped table of a shard, with the extension types of ``schema``."""
+    import pyarrow as pa
+
+    from data_prep._arrow_io import check_storage_schema
+
+    table = pa.ipc.open_stream(pa.memory_map(path)).read_all()
+    check_storage_schema(schema, table.schema, path)
+    columns = []
+    for field, column in zip(schema, table.columns):
+        if isinstance(field.type, pa.ExtensionType) and column.type != field.type:
+            chunks = [pa.ExtensionArray.from_storage(field.type, c) for c in column.chunks]
+            column = pa.chunked_array(chunks, type=field.type)
+        columns.append(column)
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _link_split(path: Path, shards: list[str], schema, features, fingerprint: str) -> int | None:
+    """Make the shards the split's files (hard links); return the number of rows.
+
+    None (nothing written) when ``save_to_disk`` would have written a single file (a split
+    of at most :data:`_MAX_FILE_BYTES`: it is then one memory-mapped table, as before), when
+    the split has more than :data:`_MAX_LINKED_FILES` videos, or when a shard's schema is
+    not exactly ``schema``. A split of several files loads as a concatenation of
+    memory-mapped tables either way.
+    """
+    import pyarrow as pa
+
+    if not shards or len(shards) > _MAX_LINKED_FILES:
+        return None
+    rows = nbytes = 0
+    for shard in shards:
+        reader = pa.ipc.open_stream(pa.memory_map(shard))
+        if not reader.schema.equals(schema, check_metadata=True):
+            return None
+        table = reader.read_all()  # batch headers only: the data stays on disk
+        rows, nbytes = rows + table.num_rows, nbytes + table.nbytes
+    if min(rows, int(nbytes / _MAX_FILE_BYTES) + 1) <= 1:
+        return None
+    path.mkdir(parents=True)
+    names = [f"data-{i:05d}-of-{len(shards):05d}.arrow" for i in range(len(shards))]
+    for shard, name in zip(shards, names):
+        try:
+            os.link(shard, path / name)  # shards are never modified: they are renamed in whole
+        except OSError:  # a file system without hard links
+            shutil.copyfile(shard, path / name)
+    _write_split_json(path, names, rows, schema.names, features, fingerprint)
+    return rows
+
+
+def _write_split_json(
+    path: Path, names: list[str], rows: int, columns: list[str], features, fingerprint: str
+) -> None:
+    """``state.json`` and ``dataset_info.json`` of a split, as ``save_to_disk`` writes them."""
+    from datasets import DatasetInfo
+    from datasets.utils.py_utils import asdict
+
+    state = {
+        "_data_files": [{"filename": name} for name in names],
+        "_fingerprint": fingerprint,
+        "_format_columns": list(columns) if rows else None,
+        "_format_kwargs": {},
+        "_format_type": None,
+        "_output_all_columns": False,
+        "_split": None,
+    }
+    (path / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True))
+    info = asdict(DatasetInfo(features=features))
+    (path / "dataset_info.json").write_text(
+        json.dumps({k: info[k] for k in sorted(info)}, indent=2)
+    )
+
+
+def _write_split(path: Path, table, features, fingerprint: str) -> None:
+    """Write ``table`` to the directory ``path`` as ``Dataset.save_to_disk`` lays it out.
+
+    Same files (``data-XXXXX-of-NNNNN.arrow`` of at most 500 MB, contiguous row ranges,
+    record batches of at most ~100 MB), ``dataset_info.json`` and ``state.json``, but the
+    batches are copied from the memory-mapped shards instead of going through ``datasets``.
+    """
+    import pyarrow as pa
+
+    rows, nbytes = table.num_rows, table.nbytes
+    num_files = min(rows, int(nbytes / _MAX_FILE_BYTES) + 1) if rows else 1
+    batch_rows = 1000  # datasets.config.DEFAULT_MAX_BATCH_SIZE
+    if nbytes > 0:
+        batch_rows = min(batch_rows, max(1, rows * _MAX_BATCH_BYTES // nbytes))
+    path.mkdir(parents=True)
+    names = [f"data-{i:05d}-of-{num_files:05d}.arrow" for i in range(num_files)]
+    div, mod = divmod(rows, num_files)
+    for i, name in enumerate(names):
+        start = div * i + min(i, mod)
+        stop = start + div + (1 if i < mod else 0)
+        with pa.OSFile(str(path / name), "wb") as sink:
+            with pa.ipc.new_stream(sink, table.schema) as writer:
+                for a in range(start, stop, batch_rows):
+                    part = table.slice(a, min(batch_rows, stop - a)).combine_chunks()
+                    writer.write_table(part, max_chunksize=batch_rows)
+    _write_split_json(path, names, rows, table.column_names, features, fingerprint)
+
+
 def _assemble(
     out_dir: Path,
     tasks: list[VideoTask],
@@ -741,36 +901,40 @@ def _assemble(
     vocabulary: list[str],
     show_progress: bool,
 ) -> dict[str, Any]:
-    """Concatenate the shards of each split in video-id order and ``save_to_disk`` it."""
-    import datasets
+    """Concatenate the shards of each split in video-id order into the split's dataset."""
+    import pyarrow as pa
 
+    del show_progress  # assembling is a copy of a few seconds at most
     features = clip_features(config, vocabulary)
+    schema = features.arrow_schema
     split_summary = {}
     for split in SPLITS:
         shards = [
             t.shard for t in tasks if t.split == split and results[t.video_id]["status"] == "ok"
         ]
-        if shards:
-            parts = [datasets.Dataset.from_file(s) for s in shards]
-            ds = datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
-        else:
-            ds = datasets.Dataset.from_dict({k: [] for k in features}, features=features)
+        # The shard names carry a key of their content: so does the dataset fingerprint.
+        fingerprint = hashlib.sha256("\n".join(Path(s).name for s in shards).encode()).hexdigest()
         final = out_dir / split
         tmp = out_dir / f".{split}.tmp"
         old = out_dir / f".{split}.old"
         for p in (tmp, old):
             shutil.rmtree(p, ignore_errors=True)
-        if not show_progress:
-            datasets.disable_progress_bars()
-        # An empty split still gets one (empty) Arrow file: without it the loaded dataset
-        # has no table and cannot be concatenated with others.
-        ds.save_to_disk(str(tmp), num_shards=None if len(ds) else 1)
+        linked = _link_split(tmp, shards, schema, features, fingerprint[:16])
+        if linked is not None:
+            n_clips = linked
+        else:  # many videos, or shards of another layout: copy the batches into big files
+            shutil.rmtree(tmp, ignore_errors=True)
+            parts = [_read_shard(s, schema) for s in shards]
+            table = pa.concat_tables(parts) if parts else schema.empty_table()
+            _write_split(tmp, table, features, fingerprint[:16])
+            n_clips = table.num_rows
+            del table, parts
         # Swap the finished directory in: the previous output stays until the new one is whole.
         if final.exists():
             os.replace(final, old)
         os.replace(tmp, final)
         shutil.rmtree(old, ignore_errors=True)
-        split_summary[split] = {"videos": len(shards), "clips": len(ds)}
+        split_summary[split] = {"videos": len(shards), "clips": n_clips}
     return {
         "splits": split_summary,
         "columns": {

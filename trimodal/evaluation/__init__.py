@@ -1,0 +1,40 @@
+"""Evaluation of a trained model: extraction, retrieval, probes, zero-shot, reports, plots.
+
+The entry point is :func:`evaluate` (also ``python -m trimodal.evaluate``); the pieces are
+usable on their own:
+
+- :mod:`~trimodal.evaluation.extraction`: embeddings and backbone features of a split, stored
+  as safetensors and reused while the model and data fingerprints match;
+- :mod:`~trimodal.evaluation.probes`: multilabel probes (the study's 300-100 MLP, torch
+  linear/MLP probes with BCE), threshold chosen on dev;
+- :mod:`~trimodal.evaluation.tasks`: retrieval, probe, zero-shot and neighbour tasks;
+- :mod:`~trimodal.evaluation.reports`: ``results.md``, ``neighbours.md`` and the comparison
+  of several runs (:func:`merge_results`);
+- :mod:`~trimodal.evaluation.plots`: t-SNE, per-label AP, similarity histograms, training
+  curves.
+"""
+
+from trimodal.evaluation.extraction import (
+    SplitEmbeddings,
+    extract_split,
+    load_or_extract,
+    model_fingerprint,
+)
+from trimodal.evaluation.probes import PROBES, ProbeData, make_probe, run_probe
+from trimodal.evaluation.reports import merge_results
+from trimodal.evaluation.runner import TASKS, evaluate, main
+
+__all__ = [
+    "PROBES",
+    "TASKS",
+    "ProbeData",
+    "SplitEmbeddings",
+    "evaluate",
+    "extract_split",
+    "load_or_extract",
+    "main",
+    "make_probe",
+    "merge_results",
+    "model_fingerprint",
+    "run_probe",
+]

@@ -1,0 +1,8 @@
+"""``python -m trimodal.evaluation`` (same as ``python -m trimodal.evaluate``)."""
+
+import sys
+
+from trimodal.evaluation.runner import main
+
+if __name__ == "__main__":
+    sys.exit(main())

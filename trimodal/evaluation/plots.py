@@ -1,0 +1,161 @@
+"""PNG figures of an evaluation (matplotlib, Agg; no pyplot global state, no display needed).
+
+Every function writes one PNG atomically and returns its path:
+
+* :func:`plot_tsne` — 2-D t-SNE (scikit-learn) of one modality's clip embeddings, coloured by
+  each clip's first label (the 10 most frequent labels get colours, the rest grey);
+* :func:`plot_per_label_ap` — horizontal bars of per-label average precision;
+* :func:`plot_similarity_histogram` — cosine similarities of positive vs negative pairs;
+* :func:`plot_training_curves` — training loss and dev metrics from a run's ``metrics.jsonl``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from trimodal.evaluation.probes import SMALL_PROBLEM_ROWS, single_threaded
+from trimodal.utils import atomic_path
+
+#: At most this many clips enter a t-SNE (a fixed random sample beyond it).
+TSNE_MAX_POINTS = 3000
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    return path
+
+
+def plot_tsne(
+    embeddings: np.ndarray,
+    first_label: Sequence[int],
+    label_names: Sequence[str],
+    path: str | Path,
+    title: str,
+    seed: int = 0,
+) -> Path:
+    """t-SNE of ``embeddings`` [N, D] coloured by ``first_label`` [N] (-1: no label).
+
+    Perplexity is ``min(30, (N - 1) / 3)`` (it must stay below N); inputs wider than 50
+    dimensions are first reduced by PCA to 50, as scikit-learn recommends.
+    """
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
+    x = np.asarray(embeddings, dtype=np.float64)
+    labels = np.asarray(first_label)
+    if x.shape[0] < 3:
+        raise ValueError(f"t-SNE needs at least 3 points, got {x.shape[0]}")
+    if x.shape[0] > TSNE_MAX_POINTS:
+        keep = np.sort(np.random.default_rng(seed).choice(x.shape[0], TSNE_MAX_POINTS, False))
+        x, labels = x[keep], labels[keep]
+    if x.shape[1] > 50 and x.shape[0] > 50:
+        x = PCA(50, random_state=seed).fit_transform(x)
+    perplexity = float(min(30.0, max(1.0, (x.shape[0] - 1) / 3)))
+    with single_threaded(x.shape[0] < SMALL_PROBLEM_ROWS):
+        xy = TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)
+    fig = Figure(figsize=(7, 6))
+    ax = fig.add_subplot()
+    top = [lab for lab, _ in Counter(labels[labels >= 0].tolist()).most_common(10)]
+    other = ~np.isin(labels, top)
+    if other.any():
+        ax.scatter(xy[other, 0], xy[other, 1], s=8, c="lightgrey", label="other / none")
+    colours = [f"C{i}" for i in range(10)]
+    for colour, lab in zip(colours, top):
+        rows = labels == lab
+        ax.scatter(xy[rows, 0], xy[rows, 1], s=10, c=colour, label=label_names[lab])
+    ax.set_title(title)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), title="first label")
+    return _save(fig, path)
+
+
+def plot_per_label_ap(
+    ap: Sequence[float | None], label_names: Sequence[str], path: str | Path, title: str
+) -> Path:
+    """Bars of per-label AP (labels without positives are left out), highest first."""
+    pairs = sorted(
+        ((name, v) for name, v in zip(label_names, ap) if v is not None and np.isfinite(v)),
+        key=lambda p: p[1],
+    )
+    if not pairs:
+        raise ValueError("no label has an AP (no positives)")
+    fig = Figure(figsize=(7, max(2.5, 0.25 * len(pairs) + 1)))
+    ax = fig.add_subplot()
+    ax.barh([p[0] for p in pairs], [p[1] for p in pairs], color="C0")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("average precision")
+    ax.set_title(title)
+    ax.tick_params(axis="y", labelsize=7)
+    return _save(fig, path)
+
+
+def plot_similarity_histogram(
+    positive: np.ndarray, negative: np.ndarray, path: str | Path, title: str
+) -> Path:
+    """Overlaid density histograms of positive- and negative-pair cosine similarities."""
+    fig = Figure(figsize=(6, 4))
+    ax = fig.add_subplot()
+    bins = np.linspace(-1, 1, 41)
+    if len(negative):
+        ax.hist(negative, bins=bins, density=True, alpha=0.5, color="C1", label="negative pairs")
+    ax.hist(positive, bins=bins, density=True, alpha=0.5, color="C0", label="positive pairs")
+    ax.set_xlabel("cosine similarity")
+    ax.set_ylabel("density")
+    ax.set_title(title)
+    ax.legend()
+    return _save(fig, path)
+
+
+def read_metrics_jsonl(path: str | Path) -> list[dict]:
+    """The records of a training run's ``metrics.jsonl`` (unparsable lines skipped)."""
+    records = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and record.get("step") is not None:
+            records.append(record)
+    return records
+
+
+def plot_training_curves(metrics_path: str | Path, path: str | Path, title: str) -> Path:
+    """Training loss (left) and dev retrieval metrics (right) against the optimiser step.
+
+    The right panel shows the ``dev/*/mean_R@*`` keys when present, else up to six ``dev/``
+    keys.
+    """
+    records = read_metrics_jsonl(metrics_path)
+    loss = [(r["step"], r["train/loss"]) for r in records if "train/loss" in r]
+    dev_keys = sorted({k for r in records for k in r if k.startswith("dev/") and "mean_R@" in k})
+    if not dev_keys:
+        dev_keys = sorted({k for r in records for k in r if k.startswith("dev/")})[:6]
+    if not loss and not dev_keys:
+        raise ValueError(f"{metrics_path} has no train/loss or dev/ metrics")
+    fig = Figure(figsize=(11, 4))
+    ax_loss, ax_dev = fig.subplots(1, 2)
+    if loss:
+        steps, values = zip(*loss)
+        ax_loss.plot(steps, values, color="C0", lw=1)
+    ax_loss.set_xlabel("step")
+    ax_loss.set_ylabel("train/loss")
+    for i, key in enumerate(dev_keys):
+        points = [(r["step"], r[key]) for r in records if key in r and r[key] is not None]
+        if points:
+            steps, values = zip(*points)
+            ax_dev.plot(steps, values, marker="o", ms=3, color=f"C{i % 10}", label=key[4:])
+    ax_dev.set_xlabel("step")
+    ax_dev.set_ylabel("dev metric")
+    if dev_keys:
+        ax_dev.legend(fontsize=7)
+    fig.suptitle(title)
+    return _save(fig, path)

@@ -9,6 +9,9 @@ import pytest
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 REFERENCE = SHARED / "reference"
+# The user's trimodal cache, read before `_isolated_cache` points TRIMODAL_CACHE elsewhere:
+# `python -m trimodal.backbones.musicnn convert`, run before the tests, wrote there.
+USER_CACHE = Path(os.environ.get("TRIMODAL_CACHE", Path.home() / ".cache" / "trimodal"))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -32,3 +35,26 @@ def tiny_model():
     from trimodal.config import ModelConfig
 
     return build_model(ModelConfig(preset="tiny", embed_dim=24)).eval()
+
+
+@pytest.fixture(scope="session")
+def musicnn_dir() -> Path:
+    """The directory with both converted musicnn models, or a failure naming the command.
+
+    ``TRIMODAL_MUSICNN_DIR`` overrides the location; ``TRIMODAL_ALLOW_MISSING_MUSICNN=1``
+    turns the failure into a skip (CI converts the weights, so there it always runs).
+    """
+    from trimodal.backbones.musicnn import CONVERT_COMMAND, MUSICNN_MODELS
+
+    directory = Path(os.environ.get("TRIMODAL_MUSICNN_DIR", USER_CACHE / "musicnn"))
+    missing = [m for m in MUSICNN_MODELS if not (directory / f"{m}.safetensors").is_file()]
+    if missing:
+        message = (
+            f"converted musicnn weights {missing} not found in {directory}: run "
+            f"`{CONVERT_COMMAND}` (add --cache-dir DIR and set TRIMODAL_MUSICNN_DIR=DIR for "
+            "another place)"
+        )
+        if os.environ.get("TRIMODAL_ALLOW_MISSING_MUSICNN") == "1":
+            pytest.skip(message)
+        pytest.fail(message)
+    return directory

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import struct
 import zipfile
 from pathlib import Path
@@ -23,7 +22,6 @@ import torch
 from trimodal.backbones import MissingCheckpointError, get_backbone_class
 from trimodal.backbones import _tf_checkpoint as tfc
 from trimodal.backbones.musicnn import (
-    CONVERT_COMMAND,
     MUSICNN_MODELS,
     MusicnnBackbone,
     MusicnnOptions,
@@ -32,28 +30,10 @@ from trimodal.backbones.musicnn import (
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "musicnn"
 
-# Read at import (collection), before conftest's session fixture points TRIMODAL_CACHE at a
-# temporary directory: `convert` run beforehand wrote into the user's cache.
-_USER_MUSICNN_DIR = (
-    Path(os.environ.get("TRIMODAL_CACHE", Path.home() / ".cache" / "trimodal")) / "musicnn"
-)
-
-
 @pytest.fixture(scope="module")
-def converted_dir() -> Path:
-    """The directory with both converted models, or a failure naming the command."""
-    directory = Path(os.environ.get("TRIMODAL_MUSICNN_DIR", _USER_MUSICNN_DIR))
-    missing = [m for m in MUSICNN_MODELS if not (directory / f"{m}.safetensors").is_file()]
-    if missing:
-        message = (
-            f"converted musicnn weights {missing} not found in {directory}: run "
-            f"`{CONVERT_COMMAND}` (add --cache-dir DIR and set TRIMODAL_MUSICNN_DIR=DIR for "
-            "another place)"
-        )
-        if os.environ.get("TRIMODAL_ALLOW_MISSING_MUSICNN") == "1":
-            pytest.skip(message)
-        pytest.fail(message)
-    return directory
+def converted_dir(musicnn_dir: Path) -> Path:
+    """The converted weights (see conftest's ``musicnn_dir``)."""
+    return musicnn_dir
 
 
 # ----------------------------------------------------------------------------- (a) vs TF

@@ -38,9 +38,13 @@ class HeadConfig:
     """Projection head from a backbone's output to the shared space.
 
     ``hidden_sizes=[]`` gives a single linear layer; otherwise Linear→activation→dropout per
-    hidden size, then a final Linear to ``embed_dim``.
+    hidden size, then a final Linear to ``embed_dim``. ``kind: identity`` has no layers: the
+    backbone's features are the embedding (the thesis's "single head" variant, where only the
+    video side has a head, mapping into the audio backbone's feature space); it needs
+    ``embed_dim`` equal to that backbone's output size.
     """
 
+    kind: Literal["mlp", "identity"] = "mlp"
     hidden_sizes: list[int] = dataclasses.field(default_factory=list)
     activation: Literal["relu", "gelu", "tanh"] = "relu"
     dropout: float = 0.1
@@ -187,6 +191,13 @@ class TrainConfig:
     video level; ``mean_positive_distance`` with ``select_mode: min`` is the study's rule).
     ``feature_cache`` stores the backbone outputs of frozen channels after their first
     ``feature_cache_views`` epochs. ``max_steps`` stops early (tests, smoke runs).
+
+    ``lr_schedule``: ``linear`` (warm-up over ``warmup_ratio`` of the steps, then linear
+    decay: the study), ``exponential`` (warm-up, then ×``lr_gamma`` per epoch: the
+    dual-encoder thesis, γ = .95) or ``constant``. ``early_stopping_patience``: stop after
+    this many validations without improvement of ``select_metric``.
+    ``head_autoencoder_epochs``: before training, fit each trainable head as the encoder of
+    an autoencoder of its backbone's features (the thesis's autoencoder initialisation).
     """
 
     output_dir: str = "runs/trimodal"
@@ -198,6 +209,8 @@ class TrainConfig:
     adam_betas: list[float] = dataclasses.field(default_factory=lambda: [0.9, 0.98])
     adam_eps: float = 1e-9
     warmup_ratio: float = 0.1
+    lr_schedule: Literal["linear", "exponential", "constant"] = "linear"
+    lr_gamma: float = 0.95
     max_grad_norm: float = 2.0
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     seed: int = 0
@@ -208,6 +221,9 @@ class TrainConfig:
     validations_per_epoch: int = 2
     select_metric: str = "video/mean_R@10"
     select_mode: Literal["max", "min"] = "max"
+    early_stopping_patience: int | None = None
+    head_autoencoder_epochs: int = 0
+    head_autoencoder_lr: float = 1e-3
     checkpoint_every: int = 500
     checkpoint_total_limit: int = 3
     resume: str | None = None

@@ -17,6 +17,7 @@ def extract_embeddings(
     modalities: list[str] | None = None,
     accelerator: Any = None,
     desc: str = "embedding",
+    inputs_fn: Any = None,
 ) -> dict[str, Any]:
     """Embed every clip of ``dataloader`` with ``model`` in eval mode.
 
@@ -30,6 +31,8 @@ def extract_embeddings(
         modalities: which channels to embed (default: all the model has).
         accelerator: with several processes, results are gathered with
             ``gather_for_metrics`` (which drops the padding duplicates of the last batch).
+        inputs_fn: ``batch -> model keyword arguments`` (default: the raw inputs of each
+            modality); the trainer uses it to feed cached backbone features.
 
     Returns:
         ``{"text"|"audio"|"video": float32 [N, D], "video_id": list[str],
@@ -43,7 +46,8 @@ def extract_embeddings(
     out.update(video_id=[], clip_index=[], labels_multi_hot=[])
     try:
         for batch in tqdm(dataloader, desc=desc, leave=False, disable=not _is_main(accelerator)):
-            result = model(**{m: batch[m] for m in modalities})
+            inputs = inputs_fn(batch) if inputs_fn else {m: batch[m] for m in modalities}
+            result = model(**inputs)
             for m in modalities:
                 out[m].append(_gather(getattr(result, f"{m}_embeds").float(), accelerator))
             out["video_id"].extend(_gather_objects(batch["video_id"], accelerator))

@@ -80,22 +80,23 @@ class TrimodalConfig(PretrainedConfig):
             if modality not in model_config.channels:
                 raise ValueError(f"model.channels has no entry for modality {modality!r}")
             channel = model_config.channels[modality]
+            source = channel.source
+            if source is not None:  # "~/..." and "$VAR/..." work in YAML configs
+                source = os.path.expandvars(os.path.expanduser(source))
             backbone_cls = get_backbone_class(channel.backbone)
             if backbone_cls.modality != modality:
                 raise ValueError(
                     f"model.channels.{modality}.backbone={channel.backbone!r} is a "
                     f"{backbone_cls.modality} backbone"
                 )
-            options = backbone_cls.resolve_options(
-                channel.options, model_config.preset, channel.source
-            )
+            options = backbone_cls.resolve_options(channel.options, model_config.preset, source)
             channels[modality] = {
                 "backbone": channel.backbone,
                 "options": dataclasses.asdict(options),
                 "trainable_blocks": channel.trainable_blocks,
                 "gradient_checkpointing": channel.gradient_checkpointing,
                 "head": dataclasses.asdict(channel.head),
-                "source": channel.source,
+                "source": source,
             }
         return cls(
             modalities=modalities,
@@ -135,9 +136,18 @@ class ProjectionHead(nn.Sequential):
 
     ``hidden_sizes=[]`` is one Linear; otherwise Linear → activation → dropout per hidden
     size, then the output Linear, optionally followed by a sigmoid (the thesis's heads).
+    ``kind="identity"``: no layers (features pass through unchanged).
     """
 
     def __init__(self, in_dim: int, out_dim: int, head: HeadConfig):
+        if head.kind == "identity":
+            if in_dim != out_dim:
+                raise ValueError(
+                    f"an identity head needs embed_dim equal to the backbone's output size "
+                    f"({in_dim}), got embed_dim={out_dim}"
+                )
+            super().__init__()
+            return
         layers: list[nn.Module] = []
         width = in_dim
         for hidden in head.hidden_sizes:

@@ -260,7 +260,8 @@ def evaluate(
 
     if "thesis_probes" in tasks:
         try:
-            splits = {"train": get("train"), "dev": get("dev"), split: data}
+            if not {"train", "dev"} <= splits.keys():  # not already loaded for `probe`
+                splits = {"train": get("train"), "dev": get("dev"), split: data}
         except (FileNotFoundError, ValueError) as err:
             skipped["thesis_probes"] = f"the thesis probes need the train and dev splits: {err}"
         else:

@@ -34,9 +34,9 @@ accuracy, macro one-vs-rest ROC-AUC and macro F1 (scikit-learn), plus per-class 
 
 **Tagging (multi-label).** Sigmoid outputs and binary cross-entropy on the ``top_n`` (10)
 labels with the most training videos (:class:`~trimodal.evaluation.probes.TorchProbe`
-with hidden sizes 512 and 256). The decision threshold is, by default, the single global
-threshold that maximises the *macro* F1 on dev (:func:`trimodal.metrics.choose_threshold`),
-or a fixed number (e.g. 0.5). Metrics: macro ROC-AUC and macro F1 (the unweighted mean over
+with hidden sizes 512 and 256); videos with none of these tags stay in as all-negative
+rows. The decision threshold is, by default, the single global threshold that maximises the
+*macro* F1 on dev (:func:`trimodal.metrics.choose_threshold`), or a fixed number (e.g. 0.5). Metrics: macro ROC-AUC and macro F1 (the unweighted mean over
 tags, as the thesis's Table 2), plus AUC, F1 and AP per tag (its Table 4).
 
 Everything is seeded (initialisation and batch order; the global RNG is left alone) and
@@ -416,6 +416,8 @@ def thesis_probes_task(
     bad = [r for r in rows if r not in THESIS_INPUTS]
     if bad:
         raise ValueError(f"unknown inputs {bad}; known: {', '.join(THESIS_INPUTS)}")
+    if not levels or any(level not in ("video", "clip") for level in levels):
+        raise ValueError(f"levels must be 'video' and/or 'clip', got {list(levels)}")
     if isinstance(tag_threshold, str) and tag_threshold != "dev":
         tag_threshold = float(tag_threshold)
     if not isinstance(tag_threshold, str) and not 0.0 < float(tag_threshold) < 1.0:

@@ -40,8 +40,30 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
 
 
 def build_scheduler(
-    optimizer: torch.optim.Optimizer, total_steps: int, warmup_ratio: float
+    optimizer: torch.optim.Optimizer,
+    total_steps: int,
+    warmup_ratio: float,
+    schedule: str = "linear",
+    steps_per_epoch: int = 1,
+    gamma: float = 0.95,
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up over ``warmup_ratio`` of the optimiser steps, then linear decay to 0."""
+    """Learning-rate schedule over optimiser steps.
+
+    ``linear``: warm-up over ``warmup_ratio`` of the steps, then linear decay to 0 (the
+    study). ``exponential``: the same warm-up, then the rate is multiplied by ``gamma`` once
+    per epoch (the thesis). ``constant``: warm-up, then constant.
+    """
     warmup = int(round(warmup_ratio * total_steps))
-    return get_linear_schedule_with_warmup(optimizer, warmup, max(total_steps, 1))
+    if schedule == "linear":
+        return get_linear_schedule_with_warmup(optimizer, warmup, max(total_steps, 1))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        if schedule == "exponential":
+            return gamma ** (step // max(steps_per_epoch, 1))
+        return 1.0
+
+    if schedule not in ("exponential", "constant"):
+        raise ValueError(f"unknown lr_schedule {schedule!r}")
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

@@ -98,6 +98,7 @@ class TrainerState:
         self.best_value: float | None = None
         self.best_step: int | None = None
         self.nonfinite_in_a_row = 0
+        self.validations_since_best = 0
 
     def state_dict(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -146,6 +147,7 @@ class Trainer:
         data_options: dict[str, Any] = {"modalities": self.model.modalities}
         for backbone in self.model.backbones.values():
             data_options.update(backbone.data_options())
+        self.data_options = data_options
         self.train_set = PreparedClips.from_config(config.data, "train", True, **data_options)
         self.dev_set = PreparedClips.from_config(config.data, "dev", False, **data_options)
         self.batch_sampler = VideoBatchSampler(
@@ -166,12 +168,19 @@ class Trainer:
             generator=torch.Generator().manual_seed(train_cfg.seed),
         )
         dev_loader = torch.utils.data.DataLoader(
-            self.dev_set,
+            _Indexed(self.dev_set),
             batch_size=config.eval.batch_size,
             collate_fn=collate_clips,
             num_workers=config.data.num_workers,
             generator=torch.Generator().manual_seed(train_cfg.seed),
         )
+
+        if len(train_loader) == 0:
+            raise ValueError(
+                f"no training batch: the train split has {len(self.train_set)} clips of "
+                f"{len(set(self.train_set.video_ids))} videos, and a batch holds at most one "
+                f"clip per video; lower train.batch_size (now {train_cfg.batch_size})"
+            )
 
         # -- optimisation
         self.optimizer = build_optimizer(self.model, train_cfg)
@@ -182,7 +191,14 @@ class Trainer:
         self.total_steps = self.steps_per_epoch * train_cfg.epochs
         if train_cfg.max_steps is not None:
             self.total_steps = min(self.total_steps, train_cfg.max_steps)
-        self.scheduler = build_scheduler(self.optimizer, self.total_steps, train_cfg.warmup_ratio)
+        self.scheduler = build_scheduler(
+            self.optimizer,
+            self.total_steps,
+            train_cfg.warmup_ratio,
+            schedule=train_cfg.lr_schedule,
+            steps_per_epoch=self.steps_per_epoch,
+            gamma=train_cfg.lr_gamma,
+        )
 
         (self.model, self.optimizer, self.train_loader, self.dev_loader, self.scheduler) = (
             self.accelerator.prepare(
@@ -190,7 +206,11 @@ class Trainer:
             )
         )
         self.accelerator.register_for_checkpointing(self.state)
-        self.feature_cache = self._feature_cache()
+        self.feature_cache = self._feature_cache(
+            "train", self.train_set, views=train_cfg.feature_cache_views
+        )
+        # Validation is deterministic, so frozen channels' dev features are computed once.
+        self.dev_feature_cache = self._feature_cache("dev", self.dev_set, views=1)
 
     # ------------------------------------------------------------------ setup helpers
 
@@ -207,7 +227,7 @@ class Trainer:
     def unwrapped(self) -> TrimodalModel:
         return self.accelerator.unwrap_model(self.model)
 
-    def _feature_cache(self) -> FeatureCache | None:
+    def _feature_cache(self, split: str, dataset: PreparedClips, views: int) -> FeatureCache | None:
         if not self.config.train.feature_cache:
             return None
         model = self.unwrapped
@@ -217,39 +237,43 @@ class Trainer:
         fingerprint = {
             "channels": {m: model.config.channels[m] for m in cached},
             "data": to_dict(self.config.data),
-            "dataset": self.train_set.dataset._fingerprint,
+            "dataset": dataset.dataset._fingerprint,
             "seed": self.config.train.seed,
+            "train": dataset.augment,
         }
         return FeatureCache(
-            self.output_dir / "feature_cache" / "train",
-            len(self.train_set),
+            self.output_dir / "feature_cache" / split,
+            len(dataset),
             {m: model.backbones[m].output_dim for m in cached},
             fingerprint,
-            views=self.config.train.feature_cache_views,
+            views=views,
         )
 
     # ------------------------------------------------------------------ one step
 
-    def _model_inputs(self, batch: dict[str, Any], epoch: int) -> dict[str, Any]:
+    def _model_inputs(
+        self, batch: dict[str, Any], epoch: int, cache: FeatureCache | None = None
+    ) -> dict[str, Any]:
         """Raw inputs per modality, with cached backbone features where the cache has them.
 
         Features missing from the cache are computed here, without a graph (the backbone is
         frozen), stored, and passed on as features — the same numbers either way.
         """
+        cache = self.feature_cache if cache is None else cache
         model = self.unwrapped
         inputs: dict[str, Any] = {m: batch[m] for m in model.modalities}
-        if self.feature_cache is None:
+        if cache is None:
             return inputs
         features = {}
         indices = batch["index"]
-        for modality in self.feature_cache.modalities:
+        for modality in cache.modalities:
             raw = inputs.pop(modality)
-            if self.feature_cache.has(modality, epoch, indices):
-                feats = self.feature_cache.get(modality, epoch, indices)
+            if cache.has(modality, epoch, indices):
+                feats = cache.get(modality, epoch, indices)
             else:
                 with torch.no_grad():
                     feats = model.backbone_features(modality, raw)
-                self.feature_cache.put(modality, epoch, indices, feats)
+                cache.put(modality, epoch, indices, feats)
             features[modality] = feats.to(self.accelerator.device)
         inputs["features"] = features
         return inputs
@@ -338,6 +362,8 @@ class Trainer:
         acc.init_trackers("trimodal")
         if cfg.resume:
             self.resume(cfg.resume)
+        if cfg.head_autoencoder_epochs and self.state.global_step == 0:
+            self._pretrain_heads()
         metrics: dict[str, Any] = {}
         validate_at = self._validation_points(len(self.train_loader))
         progress = tqdm(
@@ -371,6 +397,8 @@ class Trainer:
                     self.save_checkpoint()
                 if batch_index + 1 in validate_at:
                     metrics = self.validate()
+                    if self._patience_exhausted():
+                        break
                 if self.state.global_step >= self.total_steps:
                     break
             else:
@@ -386,6 +414,48 @@ class Trainer:
             self.feature_cache.flush()
         acc.end_training()
         return metrics
+
+    def _patience_exhausted(self) -> bool:
+        patience = self.config.train.early_stopping_patience
+        if patience is not None and self.state.validations_since_best >= patience:
+            logger.info(
+                "early stopping: %s did not improve in %d validations",
+                self.config.train.select_metric,
+                patience,
+            )
+            return True
+        return False
+
+    def _pretrain_heads(self) -> None:
+        """Autoencoder initialisation of the heads (``train.head_autoencoder_epochs``).
+
+        Every process computes the same thing on the whole training split (not its shard),
+        then rank 0's heads are broadcast, so all processes start identical.
+        """
+        from accelerate.utils import broadcast
+
+        from trimodal.training.autoencoder import collect_features, pretrain_heads
+
+        cfg = self.config
+        dataset = PreparedClips.from_config(cfg.data, "train", False, **self.data_options)
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_size=cfg.eval.batch_size, collate_fn=collate_clips
+        )
+        model = self.unwrapped
+        features = collect_features(model, loader, model.modalities)
+        features = {m: f.to(self.accelerator.device) for m, f in features.items()}
+        losses = pretrain_heads(
+            model,
+            features,
+            cfg.train.head_autoencoder_epochs,
+            lr=cfg.train.head_autoencoder_lr,
+            seed=cfg.train.seed,
+        )
+        for param in model.heads.parameters():
+            param.data = broadcast(param.data, from_process=0)
+        self.accelerator.log(
+            {f"autoencoder/{m}/mse": v for m, v in losses.items()}, step=self.state.global_step
+        )
 
     def _batches(self, epoch: int) -> Iterator[tuple[int, dict[str, Any]]]:
         """This epoch's batches, skipping those a resumed run already consumed."""
@@ -427,8 +497,13 @@ class Trainer:
 
     def validate(self) -> dict[str, Any]:
         """Retrieval on the dev split; saves the best model by ``train.select_metric``."""
+        cache = self.dev_feature_cache
         embeddings = extract_embeddings(
-            self.model, self.dev_loader, accelerator=self.accelerator, desc="validating"
+            self.model,
+            self.dev_loader,
+            accelerator=self.accelerator,
+            desc="validating",
+            inputs_fn=(lambda batch: self._model_inputs(batch, 0, cache)) if cache else None,
         )
         metrics = validation_metrics(embeddings, self.unwrapped.modalities, self.config.eval.ks)
         self.accelerator.log(
@@ -447,7 +522,10 @@ class Trainer:
         )
         if better:
             self.state.best_value, self.state.best_step = value, self.state.global_step
+            self.state.validations_since_best = 0
             self._save_model("best")
+        else:
+            self.state.validations_since_best += 1
         if self.accelerator.is_main_process:
             logger.info("step %d: %s = %.4f", self.state.global_step, key, value)
         return metrics
@@ -530,6 +608,7 @@ def validation_metrics(
         for name in [f"R@{k}" for k in ks] + ["median_rank"]:
             vals = [v[name] for d, v in directions.items() if d != "chance"]
             flat[f"{level}/mean_{name}"] = float(np.mean(vals))
+        flat[f"{level}/gallery_size"] = float(directions["chance"]["gallery_size"])
     distances = []
     order = [m for m in ("text", "audio", "video") if m in present]
     for i, a in enumerate(order):

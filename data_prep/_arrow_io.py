@@ -1,4 +1,4 @@
-"""Light-weight I/O for ``prepare``: atomic writes and Arrow shards without ``datasets``.
+"""Light-weight I/O for ``prepare``: Arrow shards without ``datasets``.
 
 The decoding workers import only NumPy, PyAV, decord and PyArrow (not ``torch`` or
 ``datasets``, which take seconds to import per process). They write each video's clips as
@@ -11,48 +11,21 @@ their storage types with the extension's field metadata, and are written back as
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Any
-
 import numpy as np
 import pyarrow as pa
 
+# Atomic writers, re-exported for the workers (trimodal.utils imports no torch).
+from trimodal.utils import atomic_path, atomic_write_json, atomic_write_text
 
-@contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it is renamed onto ``path``.
-
-    Same contract as :func:`trimodal.utils.atomic_path` (which imports torch): a crash
-    while writing leaves the previous file (or none), never a partial one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.replace(tmp_path, path)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically and return the path."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
-    return Path(path)
-
-
-def atomic_write_json(path: str | Path, data: Any) -> Path:
-    """Write ``data`` as indented JSON to ``path`` atomically (as ``trimodal.utils`` does)."""
-    return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+__all__ = [
+    "atomic_path",
+    "atomic_write_json",
+    "atomic_write_text",
+    "check_storage_schema",
+    "fixed_list_array",
+    "nested_list_array",
+    "storage_schema",
+]
 
 
 # ----------------------------------------------------------------------------- storage layout

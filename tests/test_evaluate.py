@@ -411,7 +411,7 @@ def test_evaluate_writes_results_markdown_and_plots(evaluated):
         "backbone:audio+video",
     }
     row = video_probes["embedding:audio+video"]["sklearn_mlp"]
-    assert row["num_examples"] == 3 and row["num_train"] == 6 and row["num_features"] == 2 * 24
+    assert row["num_examples"] == 3 and row["num_train"] == 6 and row["num_features"] == 2 * 16
     assert video_probes["backbone:audio"]["torch_linear"]["num_features"] == 64
     clip_row = results["probe"]["results"]["clip"]["embedding:audio"]["torch_linear"]
     assert clip_row["num_examples"] == 6 and clip_row["num_train"] == 12

@@ -488,3 +488,28 @@ def test_gradient_caching_gives_the_same_gradients_as_direct_backprop():
             model[m](x[chunk]).backward(leaves[m].grad[chunk])
     for n, p in model.named_parameters():
         torch.testing.assert_close(p.grad, direct[n])
+
+
+@pytest.mark.parametrize("n", [5, 32, 33])
+def test_blockwise_contrastive_equals_the_full_matrix(n):
+    """block_size bounds memory without changing the loss or its gradients."""
+    gen = torch.Generator().manual_seed(n)
+    x = torch.randn(n, 12, generator=gen, requires_grad=True)
+    y = torch.randn(n, 12, generator=gen, requires_grad=True)
+    log_scale = torch.tensor(2.3, requires_grad=True)
+
+    def run(**options):
+        for t in (x, y, log_scale):
+            t.grad = None
+        out = get_objective("contrastive", **options)(
+            {"audio": x, "video": y}, logit_scale=log_scale
+        )
+        out["loss"].backward()
+        return out["loss"].detach(), x.grad.clone(), y.grad.clone(), log_scale.grad.clone()
+
+    full = run()
+    blocked = run(block_size=4)
+    for a, b in zip(full, blocked):
+        torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="block_size"):
+        get_objective("contrastive", block_size=0)

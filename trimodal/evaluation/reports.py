@@ -179,6 +179,16 @@ def _cell(text: Any) -> str:
     return str(text).replace("|", "\\|")
 
 
+def _auc_coverage(num_auc: int | None, num_tags: int) -> list[str]:
+    if num_auc is None or num_auc >= num_tags:
+        return []
+    return [
+        f"AUC and mAP average {num_auc} of the {num_tags} tags (the others have no test "
+        "positives or no negatives); F1 averages all of them.",
+        "",
+    ]
+
+
 def thesis_probes_section(thesis: dict[str, Any]) -> list[str]:
     """The thesis's Tables 2 and 3 (and 4): rows M1–M3, B1–B3 (plus the M3 concatenation
     variant), columns macro AUC and F1 (tagging) or accuracy, macro AUC and F1 (genre), one
@@ -211,6 +221,7 @@ def thesis_probes_section(thesis: dict[str, Any]) -> list[str]:
             "",
             table(["Model", "Embeddings", "Features", "AUC", "F1", "mAP", "Threshold"], rows),
             "",
+            *_auc_coverage(next(iter(res.values())).get("num_auc_classes"), len(tags)),
             "AUC per tag:",
             "",
             table(

@@ -41,19 +41,28 @@ class ContrastiveObjective(PairwiseObjective):
     A batch of 1 gives a 1×1 matrix whose cross-entropy is exactly 0 (no negatives, no
     gradient); that is reported once as a warning. Output components per pair:
     ``<x>_to_<y>`` (rows: x queries, y candidates) and ``<y>_to_<x>``.
+
+    ``block_size``: compute the loss over blocks of ``block_size`` rows, recomputing each
+    block's logits in the backward pass, so memory is O(block_size × N) instead of O(N²) —
+    the same loss and gradients. Use it with gradient caching, where the full-batch loss is
+    otherwise what bounds memory (4096² float32 logits and their softmaxes are ~350 MiB).
     """
 
     def __init__(
         self,
         *,
         temperature: float = 0.07,
+        block_size: int | None = None,
         pair_weights: Mapping[str, float] | None = None,
         gather: bool | None = None,
     ) -> None:
         super().__init__(pair_weights=pair_weights, gather=gather)
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
+        if block_size is not None and block_size < 1:
+            raise ValueError(f"block_size must be >= 1, got {block_size}")
         self.temperature = float(temperature)
+        self.block_size = block_size
 
     def scale(self, logit_scale: Tensor | float | None, like: Tensor) -> Tensor:
         """The multiplicative scale ``s`` as a 0-d tensor on ``like``'s device and dtype."""
@@ -68,15 +77,21 @@ class ContrastiveObjective(PairwiseObjective):
         return logit_scale.reshape(()).to(like.dtype).exp()
 
     def pair_loss(self, x, y, *, names, logit_scale, features):
-        logits = self.scale(logit_scale, x) * cosine_matrix(x, y)  # [N, N]
-        n = logits.shape[0]
+        n = x.shape[0]
         if n == 1:
             self.warn_once(
                 "single", f"{type(self).__name__}: batch of 1 has no negatives; the loss is 0"
             )
-        target = torch.arange(n, device=logits.device)
-        x_to_y = F.cross_entropy(logits, target)
-        y_to_x = F.cross_entropy(logits.T, target)
+        scale = self.scale(logit_scale, x)
+        if self.block_size is not None and self.block_size < n:
+            x_hat, y_hat = F.normalize(x, dim=-1), F.normalize(y, dim=-1)
+            x_to_y = _blockwise_cross_entropy(x_hat, y_hat, scale, self.block_size)
+            y_to_x = _blockwise_cross_entropy(y_hat, x_hat, scale, self.block_size)
+        else:
+            logits = scale * cosine_matrix(x, y)  # [N, N]
+            target = torch.arange(n, device=logits.device)
+            x_to_y = F.cross_entropy(logits, target)
+            y_to_x = F.cross_entropy(logits.T, target)
         x_name, y_name = names
         return {
             "loss": 0.5 * (x_to_y + y_to_x),
@@ -86,6 +101,31 @@ class ContrastiveObjective(PairwiseObjective):
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}, " + super().extra_repr()
+
+
+def _row_logsumexp_sum(queries: Tensor, keys: Tensor, scale: Tensor) -> Tensor:
+    return torch.logsumexp(scale * queries @ keys.T, dim=1).sum()
+
+
+def _blockwise_cross_entropy(queries: Tensor, keys: Tensor, scale: Tensor, block: int) -> Tensor:
+    """``F.cross_entropy(scale · queries @ keys.T, arange(N))`` in row blocks.
+
+    Each block's ``[block, N]`` logits are recomputed during the backward pass (activation
+    checkpointing), so at most one block of logits is alive at a time. No library offers a
+    memory-bounded CLIP loss, hence this small function.
+
+    Args:
+        queries, keys: L2-normalised ``[N, D]``; row i of each is a positive pair.
+        scale: 0-d multiplicative logit scale.
+    """
+    from torch.utils.checkpoint import checkpoint
+
+    total = queries.new_zeros(())
+    for start in range(0, queries.shape[0], block):
+        rows = queries[start : start + block]
+        total = total + checkpoint(_row_logsumexp_sum, rows, keys, scale, use_reentrant=False)
+    positives = scale * (queries * keys).sum(dim=-1)
+    return (total - positives.sum()) / queries.shape[0]
 
 
 @register_objective("weighted_contrastive")

@@ -106,6 +106,20 @@ class Backbone(nn.Module):
         raise NotImplementedError
 
 
+def clip_frames(frames: torch.Tensor) -> torch.Tensor:
+    """Check a batch of clips and return it channels-first: ``[B, T, 3, H, W]``.
+
+    Accepts ``[B, T, 3, H, W]`` or ``[B, T, H, W, 3]`` (decoders give channels last).
+    """
+    if frames.ndim != 5:
+        raise ValueError(f"expected frames [B, T, 3, H, W], got shape {tuple(frames.shape)}")
+    if frames.shape[2] != 3 and frames.shape[-1] == 3:
+        frames = frames.permute(0, 1, 4, 2, 3)
+    if frames.shape[2] != 3:
+        raise ValueError(f"expected 3 colour channels, got shape {tuple(frames.shape)}")
+    return frames
+
+
 def options_dict(options: Any) -> dict[str, Any]:
     """Plain-data form of an ``Options`` dataclass (stored in :class:`TrimodalConfig`)."""
     return dataclasses.asdict(options)

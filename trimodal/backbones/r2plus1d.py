@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from trimodal.backbones.base import Backbone, MissingCheckpointError
+from trimodal.backbones.base import Backbone, MissingCheckpointError, clip_frames
 
 KINETICS_MEAN = [0.43216, 0.394666, 0.37645]
 KINETICS_STD = [0.22803, 0.22145, 0.216989]
@@ -116,12 +116,7 @@ def preprocess_clips(
     import torchvision.transforms.functional as TF
     from torchvision.transforms import InterpolationMode
 
-    if frames.ndim != 5:
-        raise ValueError(f"expected frames [B, T, 3, H, W], got shape {tuple(frames.shape)}")
-    if frames.shape[2] != 3 and frames.shape[-1] == 3:
-        frames = frames.permute(0, 1, 4, 2, 3)
-    if frames.shape[2] != 3:
-        raise ValueError(f"expected 3 colour channels, got shape {tuple(frames.shape)}")
+    frames = clip_frames(frames)
     b, t, c, h, w = frames.shape
     x = frames.reshape(b * t, c, h, w)
     if (h, w) != (crop_size, crop_size):

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from trimodal.backbones.base import Backbone, MissingCheckpointError
+from trimodal.backbones.base import Backbone, MissingCheckpointError, clip_frames
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
@@ -57,12 +57,7 @@ def preprocess_frames(
     Returns:
         ``[B, T, 3, size, size]`` float32, normalised.
     """
-    if frames.ndim != 5:
-        raise ValueError(f"expected frames [B, T, 3, H, W], got shape {tuple(frames.shape)}")
-    if frames.shape[2] != 3 and frames.shape[-1] == 3:
-        frames = frames.permute(0, 1, 4, 2, 3)
-    if frames.shape[2] != 3:
-        raise ValueError(f"expected 3 colour channels, got shape {tuple(frames.shape)}")
+    frames = clip_frames(frames)
     b, t, c, h, w = frames.shape
     x = frames.reshape(b * t, c, h, w)
     if (h, w) != (size, size):

@@ -8,6 +8,8 @@ usable on their own:
 - :mod:`~trimodal.evaluation.probes`: multilabel probes (the study's 300-100 MLP, torch
   linear/MLP probes with BCE), threshold chosen on dev;
 - :mod:`~trimodal.evaluation.tasks`: retrieval, probe, zero-shot and neighbour tasks;
+- :mod:`~trimodal.evaluation.thesis_probes`: the dual-encoder thesis's genre and tagging
+  probes (``--tasks thesis_probes``);
 - :mod:`~trimodal.evaluation.reports`: ``results.md``, ``neighbours.md`` and the comparison
   of several runs (:func:`merge_results`);
 - :mod:`~trimodal.evaluation.plots`: t-SNE, per-label AP, similarity histograms, training
@@ -23,6 +25,7 @@ from trimodal.evaluation.extraction import (
 from trimodal.evaluation.probes import PROBES, ProbeData, make_probe, run_probe
 from trimodal.evaluation.reports import merge_results
 from trimodal.evaluation.runner import TASKS, evaluate, main
+from trimodal.evaluation.thesis_probes import thesis_probes_task
 
 __all__ = [
     "PROBES",
@@ -37,4 +40,5 @@ __all__ = [
     "merge_results",
     "model_fingerprint",
     "run_probe",
+    "thesis_probes_task",
 ]

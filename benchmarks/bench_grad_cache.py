@@ -23,7 +23,10 @@ subprocess that:
 Separately, the contrastive loss alone (its forward and backward on B × D leaf embeddings,
 no model) is measured the same way for each B: with gradient caching the encoder's memory no
 longer grows with B, but the loss needs B × B similarity, log-softmax and gradient matrices,
-so that part is what remains.
+so that part is what remains — unless the loss is computed in row blocks: the grad-cache
+runs use ``get_objective("contrastive", block_size=--loss-block)`` (default 64), which keeps
+one ``[block, B]`` block of logits alive at a time (recomputed in the backward pass) and
+gives the same loss and gradients; ``--loss-block 0`` restores the full matrix.
 
 Once, in a further subprocess, the gradients of one step on ``--check-batch`` clips are computed
 plainly and with gradient caching (same seed) and compared: the maximum absolute difference
@@ -187,8 +190,13 @@ def _setup(args: argparse.Namespace):
 
     torch.manual_seed(args.seed)
     model = build_model(_model_config(args)).train()
-    objective = get_objective("contrastive")
-    return model, objective
+    # With gradient caching the full-batch loss is what bounds memory; computing it in row
+    # blocks keeps it at O(block × B). Plain steps keep the whole matrix (as before).
+    objectives = {
+        "plain": get_objective("contrastive"),
+        "cached": get_objective("contrastive", block_size=args.loss_block or None),
+    }
+    return model, objectives
 
 
 def _step_fn(model, objective, inputs, chunk: int, sampler: PeakSampler | None = None):
@@ -226,7 +234,8 @@ def _step_fn(model, objective, inputs, chunk: int, sampler: PeakSampler | None =
 def worker_step(batch: int, chunk: int, args: argparse.Namespace) -> dict:
     import torch
 
-    model, objective = _setup(args)
+    model, objectives = _setup(args)
+    objective = objectives["cached" if chunk else "plain"]
     _step_fn(model, objective, _inputs(2, args, args.seed), chunk)()  # warm-up
     inputs = _inputs(batch, args, args.seed + 1)
     sampler = PeakSampler()
@@ -258,10 +267,10 @@ def worker_check(args: argparse.Namespace) -> dict:
     """Plain vs grad-cache gradients of one step on ``--check-batch`` clips."""
     import torch
 
-    model, objective = _setup(args)
+    model, objectives = _setup(args)
     inputs = _inputs(args.check_batch, args, args.seed + 2)
     grads = []
-    for chunk in (0, args.chunk):
+    for chunk, objective in ((0, objectives["plain"]), (args.chunk, objectives["cached"])):
         torch.manual_seed(args.seed + 3)
         _step_fn(model, objective, inputs, chunk)()
         grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
@@ -288,6 +297,7 @@ def _run_worker(mode: str, args: argparse.Namespace, *extra: str) -> dict:
     for name in (
         "image_size", "patch", "frames", "tubelet", "hidden", "layers", "heads",
         "intermediate", "embed_dim", "repeats", "time_budget", "seed", "check_batch", "chunk",
+        "loss_block",
     ):  # fmt: skip
         cmd += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
     env = dict(os.environ)
@@ -340,6 +350,12 @@ def main() -> None:
         type=int,
         help="run the workers with MALLOC_MMAP_THRESHOLD_ set (bytes): a fixed threshold stops "
         "glibc from serving large blocks from its heap, whose freed pages stay resident",
+    )
+    parser.add_argument(
+        "--loss-block",
+        type=int,
+        default=64,
+        help="contrastive loss computed in row blocks of this size (0: the whole B×B matrix)",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write the results as JSON here")

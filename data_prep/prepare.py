@@ -551,6 +551,9 @@ def _start_workers_early() -> None:
         forkserver.ensure_running()
 
 
+TASKS_PER_POOL = 64
+
+
 def _run_pool(tasks: list[VideoTask], workers: int, progress) -> dict[str, dict[str, Any]]:
     """Run ``process_video`` over ``tasks`` in worker processes, surviving worker crashes.
 
@@ -563,21 +566,24 @@ def _run_pool(tasks: list[VideoTask], workers: int, progress) -> dict[str, dict[
     order = {t.video_id: i for i, t in enumerate(tasks)}
     ctx = _worker_context()
     pending = list(tasks)
+    # A fresh pool for every TASKS_PER_POOL videos bounds the memory a worker can leak
+    # (decord leaks with many readers). `max_tasks_per_child` would do the same, but on
+    # Python < 3.13 the executor can hang when a worker retires with tasks still queued.
     while pending:
         unfinished: list[VideoTask] = []
-        with cf.ProcessPoolExecutor(
-            max_workers=workers, mp_context=ctx, max_tasks_per_child=64
-        ) as pool:
-            futures = {pool.submit(process_video, t): i for i, t in enumerate(pending)}
+        group, rest = pending[: workers * TASKS_PER_POOL], pending[workers * TASKS_PER_POOL :]
+        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            futures = {pool.submit(process_video, t): i for i, t in enumerate(group)}
             for fut in cf.as_completed(futures):
-                task = pending[futures[fut]]
+                task = group[futures[fut]]
                 try:
                     results[task.video_id] = fut.result()
                     progress.update(1)
                 except cf.process.BrokenProcessPool:
                     unfinished.append(task)
         if not unfinished:
-            break
+            pending = rest
+            continue
         unfinished.sort(key=lambda t: order[t.video_id])
         # Tasks are handed to workers in submission order, so the ones that were running
         # are among the first unfinished ones (one per worker + the pool's one queued call).
@@ -596,7 +602,7 @@ def _run_pool(tasks: list[VideoTask], workers: int, progress) -> dict[str, dict[
                     atomic_write_json(task.skip_marker, result)
                     results[task.video_id] = result
             progress.update(1)
-        pending = unfinished[n_suspects:]
+        pending = unfinished[n_suspects:] + rest
     return results
 
 

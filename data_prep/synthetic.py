@@ -10,12 +10,13 @@
   video has its own **tempo, beat phase, key, scale and melody**;
 * **video** shows one visual element per label (shape family, colour and texture depend on
   the label) whose motion follows the audio: elements pulse with the beat envelope, a marker
-  follows the melody's pitch, stripes move at the tempo; the background hue varies per video;
+  follows the melody's pitch, stripes move at the tempo; the background hue follows the key
+  and turns with the melody's pitch;
 * **text**: tags (multi-word ones included), a title, a publication date.
 
 The label determines *what* is heard and seen, the per-video variation *when*: matching a
 clip's audio to its own video (rather than any video with the same labels) needs the beat
-phase, tempo and melody, which are visible in both streams.
+phase, tempo, melody and key, which are visible in both streams.
 
 Generation is deterministic: a video depends only on ``(seed, its index)``, so a corpus of
 ``N + M`` videos starts with the same ``N`` videos, and the bytes are reproducible (x264 is
@@ -229,6 +230,12 @@ def plan_video(seed: int, index: int, opts: SynthOptions) -> VideoPlan:
     title = f"{artist} - {song} ({labels[0].lower()})"
     day0 = _dt.date(2006, 1, 1)
     published = day0 + _dt.timedelta(days=int(rng.integers(0, 11 * 365)))
+    root_midi = int(rng.integers(45, 58))
+    minor = bool(rng.random() < 0.5)
+    # The background colour follows the key, as a lighting designer might: the root picks
+    # the hue and the mode shifts it half-way round, with a little per-video jitter. This
+    # makes the key (heard) and the colour (seen) one shared per-video variable.
+    bg_hue = ((root_midi - 45) / 13.0 + (0.5 if minor else 0.0) + rng.normal(0, 0.02)) % 1.0
     return VideoPlan(
         video_id=f"synth{seed}_{index:05d}",
         labels=labels,
@@ -239,10 +246,10 @@ def plan_video(seed: int, index: int, opts: SynthOptions) -> VideoPlan:
         duration_s=n_frames / opts.fps,
         bpm=bpm,
         beat_phase=float(rng.uniform(0, beat)),
-        root_midi=int(rng.integers(45, 58)),
-        scale=_MAJOR if rng.random() < 0.5 else _MINOR,
+        root_midi=root_midi,
+        scale=_MINOR if minor else _MAJOR,
         melody=melody,
-        bg_hue=float(rng.random()),
+        bg_hue=float(bg_hue),
         seed=(seed, index),
     )
 
@@ -307,12 +314,16 @@ def render_frames(plan: VideoPlan, opts: SynthOptions) -> np.ndarray:
     beats_float = (t - plan.beat_phase) * plan.bpm / 60.0
     pulse = np.exp(-since / 0.12)  # 1 on the beat, decays like the audio's envelope
     degree = plan.melody[beat_idx]
-    bg = _hsv_to_rgb(plan.bg_hue, 0.5, 0.35)
+    # The background colour moves with the melody: the hue turns with the current note's
+    # pitch (up to half the colour wheel over two octaves) from a key-dependent start, so a
+    # clip's colours and its pitches change together, visible even at thumbnail size.
+    bg_of_degree = [_hsv_to_rgb((plan.bg_hue + 0.5 * d / 14.0) % 1.0, 0.6, 0.45) for d in range(14)]
     styles = [label_style(label) for label in plan.labels]
     n = len(styles)
     frames = np.empty((plan.n_frames, H, W, 3), np.uint8)
     for f in range(plan.n_frames):
         img = np.empty((H, W, 3), np.float32)
+        bg = bg_of_degree[int(degree[f]) % 14]
         img[:] = bg * (0.7 + 0.3 * yn[..., None]) * (1.0 + 0.35 * pulse[f])
         p, b = float(pulse[f]), float(beats_float[f])
         for i, s in enumerate(styles):

@@ -20,7 +20,7 @@ import contextlib
 import copy
 import dataclasses
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -108,6 +108,17 @@ def single_threaded(enabled: bool = True) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def build_mlp(in_features: int, hidden_sizes: Sequence[int], out_features: int) -> torch.nn.Module:
+    """``Linear → ReLU → … → Linear``: ``[B, in_features]`` → ``[B, out_features]`` logits."""
+    layers: list[torch.nn.Module] = []
+    width = in_features
+    for hidden in hidden_sizes:
+        layers += [torch.nn.Linear(width, hidden), torch.nn.ReLU()]
+        width = hidden
+    layers.append(torch.nn.Linear(width, out_features))
+    return torch.nn.Sequential(*layers)
+
+
 class TorchProbe:
     """A linear layer (``hidden_sizes=()``) or an MLP trained with BCE on standardised inputs.
 
@@ -147,27 +158,33 @@ class TorchProbe:
         with single_threaded(np.asarray(x).shape[0] < SMALL_PROBLEM_ROWS):
             return self._fit(x, y, x_dev, y_dev)
 
+    # What distinguishes a probe family: its targets, output size and loss. The single-label
+    # (softmax) probe of the thesis overrides these three and reuses the training loop.
+    def _targets(self, y: np.ndarray) -> torch.Tensor:
+        """Multi-hot ``[N, L]`` float targets."""
+        return torch.as_tensor(y, dtype=torch.float32)
+
+    def _output_size(self, y: np.ndarray) -> int:
+        return int(np.asarray(y).shape[1])
+
+    def _loss(self) -> torch.nn.Module:
+        return torch.nn.BCEWithLogitsLoss()
+
     def _fit(self, x: np.ndarray, y: np.ndarray, x_dev: np.ndarray, y_dev: np.ndarray):
         x = np.asarray(x, dtype=np.float64)
         self.mean = x.mean(axis=0)
         self.std = x.std(axis=0)
         self.std[self.std < 1e-12] = 1.0
-        xt, yt = self._standardise(x), torch.as_tensor(y, dtype=torch.float32)
-        xd, yd = self._standardise(x_dev), torch.as_tensor(y_dev, dtype=torch.float32)
+        xt, yt = self._standardise(x), self._targets(y)
+        xd, yd = self._standardise(x_dev), self._targets(y_dev)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
-            layers: list[torch.nn.Module] = []
-            width = xt.shape[1]
-            for hidden in self.hidden_sizes:
-                layers += [torch.nn.Linear(width, hidden), torch.nn.ReLU()]
-                width = hidden
-            layers.append(torch.nn.Linear(width, yt.shape[1]))
-            self.net = torch.nn.Sequential(*layers)
+            self.net = build_mlp(xt.shape[1], self.hidden_sizes, self._output_size(y))
         generator = torch.Generator().manual_seed(self.seed)
         optimizer = torch.optim.AdamW(
             self.net.parameters(), lr=self.lr, weight_decay=self.weight_decay
         )
-        loss_fn = torch.nn.BCEWithLogitsLoss()
+        loss_fn = self._loss()
         best_loss, best_state, since_best = float("inf"), None, 0
         self.converged = False  # True when the dev loss stopped improving before `epochs`
         for _ in range(self.epochs):

@@ -45,7 +45,6 @@ deterministic for a given seed.
 
 from __future__ import annotations
 
-import copy
 import csv
 import json
 from collections import Counter
@@ -112,58 +111,27 @@ class SoftmaxMLPProbe(TorchProbe):
         super().__init__(tuple(hidden_sizes), **kwargs)
         self.num_classes = num_classes
 
+    def _targets(self, y: np.ndarray) -> torch.Tensor:
+        """``[N]`` class indices."""
+        return torch.as_tensor(np.asarray(y, dtype=np.int64))
+
+    def _output_size(self, y: np.ndarray) -> int:
+        return self.num_classes or int(np.asarray(y).max()) + 1
+
+    def _loss(self) -> torch.nn.Module:
+        # CrossEntropyLoss takes logits [B, C] and applies log-softmax over dim 1 (classes).
+        return torch.nn.CrossEntropyLoss()
+
     def _fit(self, x: np.ndarray, y: np.ndarray, x_dev: np.ndarray, y_dev: np.ndarray):
         """``x`` [N, F], ``y`` [N] class indices; ``x_dev`` [M, F], ``y_dev`` [M]."""
         x = np.asarray(x, dtype=np.float64)
         y, y_dev = np.asarray(y, dtype=np.int64), np.asarray(y_dev, dtype=np.int64)
         if y.ndim != 1 or y.shape[0] != x.shape[0] or y_dev.shape[0] != len(x_dev):
             raise ValueError(f"need x [N, F] and class indices y [N]; got {x.shape}, {y.shape}")
-        num_classes = self.num_classes or int(y.max()) + 1
+        num_classes = self._output_size(y)
         if y.min() < 0 or max(y.max(), y_dev.max(initial=0)) >= num_classes:
             raise ValueError(f"class indices must lie in [0, {num_classes})")
-        self.mean = x.mean(axis=0)
-        self.std = x.std(axis=0)
-        self.std[self.std < 1e-12] = 1.0
-        xt, yt = self._standardise(x), torch.as_tensor(y)
-        xd, yd = self._standardise(x_dev), torch.as_tensor(y_dev)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
-            self.net = build_mlp(xt.shape[1], self.hidden_sizes, num_classes)
-        generator = torch.Generator().manual_seed(self.seed)
-        optimizer = torch.optim.AdamW(
-            self.net.parameters(), lr=self.lr, weight_decay=self.weight_decay
-        )
-        # CrossEntropyLoss takes logits [B, C] and applies log-softmax over dim 1 (classes).
-        loss_fn = torch.nn.CrossEntropyLoss()
-        best_loss, best_state, since_best = float("inf"), None, 0
-        self.converged = False
-        for _ in range(self.epochs):
-            self.net.train()
-            order = torch.randperm(xt.shape[0], generator=generator)
-            for start in range(0, xt.shape[0], self.batch_size):
-                rows = order[start : start + self.batch_size]
-                optimizer.zero_grad()
-                loss_fn(self.net(xt[rows]), yt[rows]).backward()
-                optimizer.step()
-            self.net.eval()
-            with torch.no_grad():
-                dev_loss = float(loss_fn(self.net(xd), yd))
-            if dev_loss < best_loss - 1e-6:
-                best_loss, best_state, since_best = (
-                    dev_loss,
-                    copy.deepcopy(self.net.state_dict()),
-                    0,
-                )
-            else:
-                since_best += 1
-                if since_best >= self.patience:
-                    self.converged = True
-                    break
-        if best_state is not None:
-            self.net.load_state_dict(best_state)
-        self.net.eval()
-        self.best_dev_loss = best_loss
-        return self
+        return super()._fit(x, y, x_dev, y_dev)
 
     @torch.no_grad()
     def predict_logits(self, x: np.ndarray) -> np.ndarray:
@@ -174,17 +142,6 @@ class SoftmaxMLPProbe(TorchProbe):
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """``[N, C]`` class probabilities (softmax over dim 1: every row sums to 1)."""
         return torch.softmax(self.net(self._standardise(x)).double(), dim=1).numpy()
-
-
-def build_mlp(in_features: int, hidden_sizes: Sequence[int], out_features: int) -> torch.nn.Module:
-    """``Linear → ReLU → … → Linear``: ``[B, in_features]`` → ``[B, out_features]`` logits."""
-    layers: list[torch.nn.Module] = []
-    width = in_features
-    for hidden in hidden_sizes:
-        layers += [torch.nn.Linear(width, hidden), torch.nn.ReLU()]
-        width = hidden
-    layers.append(torch.nn.Linear(width, out_features))
-    return torch.nn.Sequential(*layers)
 
 
 # ----------------------------------------------------------------------------- metrics

@@ -109,3 +109,17 @@ def test_invalid_model_configs_are_refused():
         build_model(load_config(None, ["--model.channels.audio.backbone", "wav2vec"]).model)
     with pytest.raises(ValueError, match="text channel needs BPEmb files"):
         build_model(load_config(None, ["--model.modalities", "[text, video]"]).model)
+
+
+def test_head_input_norm_standardises_backbone_features():
+    from trimodal.config import HeadConfig
+    from trimodal.modeling import ProjectionHead
+
+    head = ProjectionHead(8, 4, HeadConfig(input_norm="batch"))
+    assert isinstance(head[0], torch.nn.BatchNorm1d) and isinstance(head[1], torch.nn.Linear)
+    # A shared offset (one dominant direction) is removed before the linear layer.
+    features = torch.randn(64, 8) + 100.0
+    head.train()
+    normalised = head[0](features)
+    torch.testing.assert_close(normalised.mean(0), torch.zeros(8), atol=1e-4, rtol=0)
+    assert len(ProjectionHead(8, 4, HeadConfig())) == 1  # default: one Linear, no norm

@@ -38,13 +38,16 @@ class HeadConfig:
     """Projection head from a backbone's output to the shared space.
 
     ``hidden_sizes=[]`` gives a single linear layer; otherwise Linear→activation→dropout per
-    hidden size, then a final Linear to ``embed_dim``. ``kind: identity`` has no layers: the
+    hidden size, then a final Linear to ``embed_dim``. ``input_norm: batch`` standardises
+    the backbone features first (``BatchNorm1d``): features of random or frozen backbones
+    often share one dominant direction, which a plain linear head must first learn away. ``kind: identity`` has no layers: the
     backbone's features are the embedding (the thesis's "single head" variant, where only the
     video side has a head, mapping into the audio backbone's feature space); it needs
     ``embed_dim`` equal to that backbone's output size.
     """
 
     kind: Literal["mlp", "identity"] = "mlp"
+    input_norm: Literal["none", "batch"] = "none"
     hidden_sizes: list[int] = dataclasses.field(default_factory=list)
     activation: Literal["relu", "gelu", "tanh"] = "relu"
     dropout: float = 0.1

@@ -149,6 +149,8 @@ class ProjectionHead(nn.Sequential):
             super().__init__()
             return
         layers: list[nn.Module] = []
+        if head.input_norm == "batch":
+            layers.append(nn.BatchNorm1d(in_dim))
         width = in_dim
         for hidden in head.hidden_sizes:
             layers += [

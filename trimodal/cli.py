@@ -92,9 +92,9 @@ def prepare_demo_data(cache_dir: Path | None = None, videos: int = DEMO_VIDEOS) 
 
 
 def _demo_config(argv_overrides: dict[str, Any], path: str | None) -> ExperimentConfig:
-    from trimodal.config import _merge
+    from trimodal.config import merge_config_dicts
 
-    overrides = _merge(DEMO_OVERRIDES, argv_overrides)
+    overrides = merge_config_dicts(DEMO_OVERRIDES, argv_overrides)
     return load_config(path, overrides)
 
 

@@ -424,11 +424,12 @@ def parse_overrides(args: Sequence[str]) -> dict[str, Any]:
     return result
 
 
-def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+def merge_config_dicts(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``update``, recursively for nested mappings (neither is changed)."""
     merged = dict(base)
     for key, value in update.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
+            merged[key] = merge_config_dicts(merged[key], value)
         else:
             merged[key] = value
     return merged
@@ -452,10 +453,10 @@ def load_config(
             loaded = yaml.safe_load(f) or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: the top level must be a mapping")
-        data = _merge(data, loaded)
+        data = merge_config_dicts(data, loaded)
     if not isinstance(overrides, dict):
         overrides = parse_overrides(overrides)
-    data = _merge(data, overrides)
+    data = merge_config_dicts(data, overrides)
     return from_dict(ExperimentConfig, data)
 
 

@@ -8,7 +8,6 @@ saved model carries its own preprocessing settings.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -118,8 +117,3 @@ def clip_frames(frames: torch.Tensor) -> torch.Tensor:
     if frames.shape[2] != 3:
         raise ValueError(f"expected 3 colour channels, got shape {tuple(frames.shape)}")
     return frames
-
-
-def options_dict(options: Any) -> dict[str, Any]:
-    """Plain-data form of an ``Options`` dataclass (stored in :class:`TrimodalConfig`)."""
-    return dataclasses.asdict(options)

@@ -89,10 +89,6 @@ class FeatureCache:
         """The view that epoch ``epoch`` reads and fills."""
         return epoch % self.views
 
-    def complete(self, modality: str, epoch: int) -> bool:
-        """Whether every clip has features for ``modality`` in ``epoch``'s view."""
-        return bool(self._filled[modality, self.view(epoch)].all())
-
     def has(self, modality: str, epoch: int, indices: list[int]) -> bool:
         """Whether the clips ``indices`` have features for ``modality`` in this view."""
         return bool(self._filled[modality, self.view(epoch)][np.asarray(indices)].all())

@@ -42,6 +42,7 @@ from trimodal.objectives import get_objective
 from trimodal.training.feature_cache import FeatureCache
 from trimodal.training.grad_cache import grad_cache_step
 from trimodal.training.optim import build_optimizer, build_scheduler
+from trimodal.utils import seed_everything
 
 logger = logging.getLogger(__name__)
 
@@ -137,8 +138,7 @@ class Trainer:
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
             dataloader_config=DataLoaderConfiguration(even_batches=True),
         )
-        torch.manual_seed(train_cfg.seed)
-        np.random.seed(train_cfg.seed)
+        seed_everything(train_cfg.seed)
         self.model = model if model is not None else build_model(config.model)
         self.objective = get_objective(config.objective, **config.objective_options)
         self.state = TrainerState()

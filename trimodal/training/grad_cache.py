@@ -92,24 +92,29 @@ def grad_cache_step(
                 cached[modality].append(embed(modality, start, stop)[0])
     after_forward = _rng_state()
 
-    # 2. Full-batch loss on leaf copies of the embeddings; their .grad is the cache.
-    leaves = {m: torch.cat(cached[m]).detach().requires_grad_(True) for m in order}
+    # 2. Full-batch loss on the cached embeddings as leaves; their .grad is the cache.
+    leaves = {m: torch.cat(cached.pop(m)).requires_grad_(True) for m in order}
     sync_context = no_sync or nullcontext
     with sync_context():
         # The logit scale's own gradient flows straight into the parameter here.
         logit_scale = _logit_scale(model)
         terms = loss_fn(leaves, logit_scale)
         (terms["loss"] * loss_scale).backward()
+        terms = {k: v.detach() for k, v in terms.items()}
+        # Only the gradients are needed from here on: free the embeddings themselves.
+        grads = {m: leaves.pop(m).grad for m in order}
 
         # 3. Replay each chunk with a graph and push its cached gradient through.
         for modality in order:
-            grad = leaves[modality].grad
+            grad = grads.pop(modality)
             for start, stop in bounds:
                 _set_rng_state(states[modality, start])
                 embeds, _ = embed(modality, start, stop)
                 embeds.backward(grad[start:stop])
+                del embeds
+            del grad
     _set_rng_state(after_forward)
-    return {k: v.detach() for k, v in terms.items()}
+    return terms
 
 
 def _logit_scale(model: torch.nn.Module) -> torch.Tensor:

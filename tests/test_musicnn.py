@@ -30,6 +30,7 @@ from trimodal.backbones.musicnn import (
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "musicnn"
 
+
 @pytest.fixture(scope="module")
 def converted_dir(musicnn_dir: Path) -> Path:
     """The converted weights (see conftest's ``musicnn_dir``)."""

@@ -39,7 +39,8 @@ def test_identical_audio_and_video_embeddings_give_median_rank_one():
 
 
 @pytest.mark.parametrize(
-    "name", ["baseline", "embedding512", "four_layers", "single_head", "temperature03", "autoencoder"]
+    "name",
+    ["baseline", "embedding512", "four_layers", "single_head", "temperature03", "autoencoder"],
 )
 def test_thesis_configs_build_the_described_heads(name):
     config = load_config(REPO / "configs" / "thesis" / f"{name}.yaml")
@@ -90,7 +91,9 @@ def segments(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("variant", ["baseline", "autoencoder"])
-def test_thesis_config_trains_end_to_end_with_real_musicnn(variant, segments, musicnn_dir, tmp_path):
+def test_thesis_config_trains_end_to_end_with_real_musicnn(
+    variant, segments, musicnn_dir, tmp_path
+):
     run = tmp_path / "run"
     command = [
         sys.executable, str(REPO / "train.py"),

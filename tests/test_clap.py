@@ -55,6 +55,24 @@ def test_laion_checkpoint_parity_with_laion_clap(laion_checkpoint):
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize(("n_fft", "hop", "samples"), [(1024, 480, 48000), (512, 160, 7919)])
+def test_fft_spectrogram_equals_torchlibrosa(n_fft, hop, samples):
+    """Our FFT front end reproduces torchlibrosa's convolutional STFT, which it replaces."""
+    from torchlibrosa.stft import Spectrogram
+
+    from trimodal.backbones.clap import FFTSpectrogram
+
+    torch.manual_seed(0)
+    x = torch.rand(3, samples) * 2 - 1
+    reference = Spectrogram(
+        n_fft=n_fft, hop_length=hop, win_length=n_fft, window="hann", center=True,
+        pad_mode="reflect", freeze_parameters=True,
+    )(x)  # fmt: skip
+    got = FFTSpectrogram(n_fft, hop)(x)
+    assert got.shape == reference.shape
+    torch.testing.assert_close(got, reference, rtol=1e-4, atol=1e-5 * float(reference.max()))
+
+
 def test_wrong_architecture_for_checkpoint_is_a_clear_error(laion_checkpoint, tmp_path):
     _, path = laion_checkpoint
     tiny = ClapHTSATBackbone(ClapHTSATBackbone.resolve_options({}, "tiny"))

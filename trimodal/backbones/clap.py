@@ -118,6 +118,41 @@ def fit_to_window(waveform: torch.Tensor, length: int, random_crop: bool) -> tor
     return waveform
 
 
+class FFTSpectrogram(nn.Module):
+    """Power spectrogram ``[B, S]`` → ``[B, 1, frames, n_fft // 2 + 1]``, as torchlibrosa's
+    ``Spectrogram`` in laion-clap's HTSAT (periodic Hann window, centred, reflect-padded).
+
+    torchlibrosa computes the STFT as a 1-D convolution with the DFT basis (two frozen
+    ``[513, 1, 1024]`` weights), so that the front end can be exported; on a CPU that
+    convolution is most of a tiny HTSAT's forward pass. ``torch.stft`` computes the same
+    numbers (to float32 rounding, checked in the tests) about 3× faster, with no parameters.
+    """
+
+    def __init__(self, n_fft: int, hop_length: int):
+        super().__init__()
+        self.n_fft, self.hop_length = n_fft, hop_length
+
+    def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
+        spec = torch.stft(
+            waveforms.float(),
+            self.n_fft,
+            self.hop_length,
+            # Made per call rather than kept as a buffer: transformers' from_pretrained builds
+            # models on the meta device, and a non-persistent buffer would stay unset.
+            window=torch.hann_window(self.n_fft, device=waveforms.device),
+            center=True,
+            pad_mode="reflect",
+            return_complex=True,
+        )
+        power = spec.real**2 + spec.imag**2  # [B, F, frames]
+        return power.transpose(1, 2).unsqueeze(1).to(waveforms.dtype)
+
+
+# The DFT basis of torchlibrosa's convolutional STFT, in laion-clap checkpoints; replaced by
+# FFTSpectrogram, so these entries are skipped when loading.
+_DFT_BASIS_PREFIX = "audio_branch.spectrogram_extractor."
+
+
 class ClapHTSATBackbone(Backbone):
     """CLAP HTSAT audio encoder: waveforms ``[B, S]`` at 48 kHz → ``[B, 512]``."""
 
@@ -165,6 +200,9 @@ class ClapHTSATBackbone(Backbone):
                     enable_fusion=False,
                     fusion_type="None",
                 )
+            self.audio_branch.spectrogram_extractor = FFTSpectrogram(
+                options.fft_size, options.hop_size
+            )
             # The CLAP model's audio projection (laion-clap model.py, mlp_act "relu").
             self.audio_projection = nn.Sequential(
                 nn.Linear(self.audio_branch.num_features, options.joint_dim),
@@ -250,6 +288,7 @@ class ClapHTSATBackbone(Backbone):
         ours = {}
         for prefix in ("audio_branch.", "audio_projection."):
             ours.update({k: v for k, v in state.items() if k.startswith(prefix)})
+        ours = {k: v for k, v in ours.items() if not k.startswith(_DFT_BASIS_PREFIX)}
         if not ours:
             raise ValueError(f"{path} has no audio_branch/audio_projection weights")
         hint = "(check the options: HTSAT-base is htsat_embed_dim=128, depths=[2,2,12,2])"

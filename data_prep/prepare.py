@@ -26,13 +26,16 @@ For every usable video of ``CORPUS/videos.jsonl`` (:mod:`data_prep.corpus`):
 Decoding uses decord (frames and resampled audio) after a PyAV probe, in worker processes
 forked from a ``forkserver`` that has imported the decoding libraries once (the workers
 import neither torch nor ``datasets``): a file that crashes the decoder kills a worker, not
-the run (the crashed video is retried alone and then skipped). Every video that cannot be used — malformed record, unsafe id,
-unknown label, missing/empty/truncated/unreadable media, no audio or video stream, shorter
-than one clip — is listed in ``skipped.jsonl`` with its reason and counted in the summary.
+the run (the crashed video is retried alone and then skipped). Every video that cannot be
+used — malformed record, unsafe id, unknown label, missing/empty/truncated/unreadable media,
+no audio or video stream, shorter than one clip — is listed in ``skipped.jsonl`` with its
+reason and counted in the summary.
 
 A re-run reuses the finished shards of the same videos under the same settings (the shard
-name carries a key of everything that determines its content), so a killed run resumes
-without redoing finished videos and produces the same datasets as an uninterrupted run.
+name carries a key of everything that determines its content, the media files' size and
+modification time included), so a killed run resumes without redoing finished videos and
+produces the same datasets as an uninterrupted run, while a media file replaced under the
+same name is decoded again.
 """
 
 from __future__ import annotations
@@ -520,10 +523,10 @@ def _process_video(task: VideoTask) -> int:
 # ----------------------------------------------------------------------------- the run
 
 
-def _task_key(task_fields: dict[str, Any], media_sizes: tuple[int, ...]) -> str:
+def _task_key(task_fields: dict[str, Any], media_stamps: tuple[Any, ...]) -> str:
     """A key of everything that determines a shard's content (its file name carries it)."""
     blob = json.dumps(
-        {"v": SHARD_FORMAT, "task": task_fields, "sizes": media_sizes}, sort_keys=True
+        {"v": SHARD_FORMAT, "task": task_fields, "media": media_stamps}, sort_keys=True
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -606,8 +609,20 @@ def _run_pool(tasks: list[VideoTask], workers: int, progress) -> dict[str, dict[
     return results
 
 
-def _fingerprint(settings: dict[str, Any], corpus_text: bytes) -> str:
-    blob = json.dumps(settings, sort_keys=True).encode() + corpus_text
+def _media_stamp(path: str | Path) -> tuple[int, int] | None:
+    """``(size, mtime_ns)`` of a media file, ``None`` if it cannot be read: a file replaced
+    under the same name (a regenerated corpus) changes it, so stale results are not reused."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+def _fingerprint(
+    settings: dict[str, Any], corpus_text: bytes, stamps: list[tuple[int, int] | None]
+) -> str:
+    blob = json.dumps([settings, stamps], sort_keys=True).encode() + corpus_text
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
@@ -644,9 +659,19 @@ def prepare(
         corpus_bytes = (corpus_dir / "videos.jsonl").read_bytes()
     except OSError as err:
         raise PrepareError(f"cannot read the corpus {corpus_dir}: {err}") from err
+    errors: list[dict[str, Any]] = []
+    try:
+        records = read_corpus(corpus_dir, errors=errors)
+    except CorpusError as err:
+        raise PrepareError(str(err)) from err
     # Loader-only settings (and the worker count) do not change the prepared data.
     shard_config = {k: v for k, v in dataclasses.asdict(config).items() if k not in _LOADER_ONLY}
-    fingerprint = _fingerprint(shard_config, corpus_bytes)
+    stamps = [
+        _media_stamp(path)
+        for r in records
+        for path in (r.media_path(corpus_dir), r.audio_path(corpus_dir))
+    ]
+    fingerprint = _fingerprint(shard_config, corpus_bytes, stamps)
     summary_path = out_dir / "summary.json"
     if not force and summary_path.is_file():
         try:
@@ -663,11 +688,6 @@ def prepare(
     _start_workers_early()
     schema = clip_features(config, vocabulary).arrow_schema.serialize().to_pybytes()
 
-    errors: list[dict[str, Any]] = []
-    try:
-        records = read_corpus(corpus_dir, errors=errors)
-    except CorpusError as err:
-        raise PrepareError(str(err)) from err
     skipped: list[dict[str, Any]] = [
         {
             "video_id": e["video_id"],
@@ -708,8 +728,8 @@ def prepare(
             "title": record.title,
             "published_at": record.published_at,
         }
-        sizes = (os.path.getsize(fields["media"]), os.path.getsize(fields["audio"]))
-        key = _task_key({**fields, "config": shard_config, "vocabulary": vocabulary}, sizes)
+        stamps = (_media_stamp(fields["media"]), _media_stamp(fields["audio"]))
+        key = _task_key({**fields, "config": shard_config, "vocabulary": vocabulary}, stamps)
         tasks.append(
             VideoTask(
                 **fields,

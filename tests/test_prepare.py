@@ -372,3 +372,28 @@ def test_many_pool_generations_give_the_same_output(reference, tmp_path: Path, m
     monkeypatch.setattr(prepare_module, "TASKS_PER_POOL", 1)
     prepare_module.prepare(corpus, tmp_path / "out", config, workers=2, show_progress=False)
     assert_same_output(tmp_path / "out", ref_out)
+
+
+def test_media_replaced_under_the_same_name_is_prepared_again(tmp_path: Path, capsys):
+    """A corpus regenerated in place keeps its ``videos.jsonl``; its new media must not be
+    mistaken for the old ones (the demo regenerates its cached corpus this way)."""
+    corpus = tmp_path / "corpus"
+    records = generate_corpus(corpus, 3, seed=4, opts=SynthOptions(min_seconds=5, max_seconds=5))
+    for record, split in zip(records, ["train", "dev", "test"]):
+        record.split = split
+    write_corpus(corpus, records)
+    config = DataConfig(clip_seconds=2.0, sparse_train=False, frame_sizes=[32], num_frames=2)
+    out = tmp_path / "out"
+    prepare(corpus, out, config, workers=1, show_progress=False)
+    before = _load(out, "test").with_format("numpy")[:]["frames_32"]
+
+    prepare(corpus, out, config, workers=1, show_progress=False)
+    assert "already prepared" in capsys.readouterr().out
+
+    # Another video's picture and sound under the test video's name.
+    test_media = records[2].media_path(corpus)
+    shutil.copyfile(records[0].media_path(corpus), test_media)
+    prepare(corpus, out, config, workers=1, show_progress=False)
+    assert "already prepared" not in capsys.readouterr().out
+    after = _load(out, "test").with_format("numpy")[:]["frames_32"]
+    assert after.shape == before.shape and not np.array_equal(after, before)

@@ -16,6 +16,7 @@ What the research code got wrong and this loop does instead (BRIEF §3):
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -33,7 +34,7 @@ from accelerate.tracking import GeneralTracker
 from accelerate.utils import ProjectConfiguration
 from tqdm.auto import tqdm
 
-from trimodal.config import ExperimentConfig, save_config, to_dict
+from trimodal.config import MODALITIES, ExperimentConfig, save_config, to_dict
 from trimodal.data import PreparedClips, VideoBatchSampler, collate_clips
 from trimodal.embedding import extract_embeddings
 from trimodal.metrics.retrieval import cross_modal_retrieval
@@ -594,8 +595,10 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
 def validation_metrics(
     embeddings: dict[str, Any], modalities: list[str], ks: list[int]
 ) -> dict[str, float]:
-    """Flat validation metrics: retrieval at clip and video level for every direction,
-    their means, and the study's mean positive-pair cosine distance per pair."""
+    """Flat validation metrics: retrieval at clip and video level for every direction, their
+    means over all directions (``video/mean_R@10``) and over each pair's two directions
+    (``video/audio-video/mean_R@10``), and the study's mean positive-pair cosine distance
+    per pair."""
     present = {m: embeddings[m] for m in modalities if m in embeddings}
     results = cross_modal_retrieval(present, embeddings["video_id"], ks=tuple(ks))
     flat: dict[str, float] = {}
@@ -608,6 +611,10 @@ def validation_metrics(
         for name in [f"R@{k}" for k in ks] + ["median_rank"]:
             vals = [v[name] for d, v in directions.items() if d != "chance"]
             flat[f"{level}/mean_{name}"] = float(np.mean(vals))
+            # Per pair, both directions: e.g. video/audio-video/mean_R@10.
+            for a, b in itertools.combinations([m for m in MODALITIES if m in present], 2):
+                both = [directions[f"{a}→{b}"][name], directions[f"{b}→{a}"][name]]
+                flat[f"{level}/{a}-{b}/mean_{name}"] = float(np.mean(both))
         flat[f"{level}/gallery_size"] = float(directions["chance"]["gallery_size"])
     distances = []
     order = [m for m in ("text", "audio", "video") if m in present]

@@ -10,13 +10,18 @@
   video has its own **tempo, beat phase, key, scale and melody**;
 * **video** shows one visual element per label (shape family, colour and texture depend on
   the label) whose motion follows the audio: elements pulse with the beat envelope, a marker
-  follows the melody's pitch, stripes move at the tempo; the background hue follows the key
-  and turns with the melody's pitch;
+  follows the melody's pitch, stripes move at the tempo; the background's colour is the
+  sound made visible: red − blue follows the pitch (the video's register and, a little, the
+  current note), green the timbre's brightness (how strong the upper harmonics are) and
+  the overall level the loudness;
 * **text**: tags (multi-word ones included), a title, a publication date.
 
-The label determines *what* is heard and seen, the per-video variation *when*: matching a
-clip's audio to its own video (rather than any video with the same labels) needs the beat
-phase, tempo, melody and key, which are visible in both streams.
+The label determines *what* is heard and seen, the per-video variation *how* and *when*:
+matching a clip's audio to its own video (rather than any video with the same labels) needs
+the register, timbre brightness, loudness, melody, tempo and beat phase, which are in both
+streams. Register, brightness and loudness are deliberately strong and linear (a wide pitch
+range, a picture-wide colour), so that even thumbnail-size frames and small models learn the
+audio↔video link; beat and melody are finer cues for stronger models.
 
 Generation is deterministic: a video depends only on ``(seed, its index)``, so a corpus of
 ``N + M`` videos starts with the same ``N`` videos, and the bytes are reproducible (x264 is
@@ -118,7 +123,6 @@ class _LabelStyle:
     harmonics: np.ndarray  # amplitudes of harmonics 1..8
     attack: float
     decay: float
-    octave: int
     vibrato: float
     colour: np.ndarray  # RGB in [0, 1]
     texture: float  # spatial frequency of the label's pattern
@@ -149,7 +153,6 @@ def label_style(label: str) -> _LabelStyle:
         harmonics=harmonics / harmonics.sum(),
         attack=attack * rng.uniform(0.7, 1.4),
         decay=decay * rng.uniform(0.7, 1.4),
-        octave=int(rng.integers(-1, 2)),
         vibrato=float(rng.uniform(0.0, 0.01)) if family in ("bowed", "voice", "wind") else 0.0,
         colour=colour,
         texture=float(rng.uniform(0.08, 0.3)),
@@ -176,15 +179,22 @@ class VideoPlan:
     duration_s: float
     bpm: float
     beat_phase: float  # seconds until the first beat
-    root_midi: int
+    root_midi: int  # the register: lowest note of the melody's range
     scale: tuple[int, ...]
     melody: np.ndarray  # scale degree per beat
-    bg_hue: float
+    brightness: float  # timbre brightness in [0, 1]: tilt of the harmonic spectrum
+    loudness: float  # in [0, 1]: the mix's level, an RMS from -36 to -16 dBFS
     seed: tuple[int, int]
 
 
+# Bump when the media (or plans) generated for a given (seed, index) change: records carry
+# it, so that a cached corpus from another version is regenerated rather than reused.
+GENERATOR_VERSION = 2
+
 _MAJOR = (0, 2, 4, 5, 7, 9, 11)
 _MINOR = (0, 2, 3, 5, 7, 8, 10)
+_LOWEST_ROOT, _HIGHEST_ROOT = 40, 72  # MIDI: E2 .. C5
+_MELODY_DEGREES = 10  # a melody moves over ten scale degrees above its root
 
 
 def plan_video(seed: int, index: int, opts: SynthOptions) -> VideoPlan:
@@ -211,7 +221,7 @@ def plan_video(seed: int, index: int, opts: SynthOptions) -> VideoPlan:
     n_beats = int(np.ceil(n_frames / opts.fps / beat)) + 2
     # Melody: a bounded random walk over scale degrees.
     steps = rng.choice([-2, -1, 0, 1, 2, 3], size=n_beats, p=[0.15, 0.25, 0.2, 0.25, 0.1, 0.05])
-    melody = np.clip(np.cumsum(steps) + 3, 0, 13)
+    melody = np.clip(np.cumsum(steps) + 3, 0, _MELODY_DEGREES - 1)
 
     fams = {FAMILY_OF[x] for x in labels}
     tags: list[str] = []
@@ -230,12 +240,12 @@ def plan_video(seed: int, index: int, opts: SynthOptions) -> VideoPlan:
     title = f"{artist} - {song} ({labels[0].lower()})"
     day0 = _dt.date(2006, 1, 1)
     published = day0 + _dt.timedelta(days=int(rng.integers(0, 11 * 365)))
-    root_midi = int(rng.integers(45, 58))
+    # A wide register (over two octaves of roots), a timbre brightness and a loudness: the
+    # three strong audio-visual variables (see synth_audio and render_frames).
+    root_midi = int(rng.integers(_LOWEST_ROOT, _HIGHEST_ROOT + 1))
     minor = bool(rng.random() < 0.5)
-    # The background colour follows the key, as a lighting designer might: the root picks
-    # the hue and the mode shifts it half-way round, with a little per-video jitter. This
-    # makes the key (heard) and the colour (seen) one shared per-video variable.
-    bg_hue = ((root_midi - 45) / 13.0 + (0.5 if minor else 0.0) + rng.normal(0, 0.02)) % 1.0
+    brightness = float(rng.uniform(0.0, 1.0))
+    loudness = float(rng.uniform(0.0, 1.0))
     return VideoPlan(
         video_id=f"synth{seed}_{index:05d}",
         labels=labels,
@@ -249,7 +259,8 @@ def plan_video(seed: int, index: int, opts: SynthOptions) -> VideoPlan:
         root_midi=root_midi,
         scale=_MINOR if minor else _MAJOR,
         melody=melody,
-        bg_hue=float(bg_hue),
+        brightness=brightness,
+        loudness=loudness,
         seed=(seed, index),
     )
 
@@ -280,8 +291,20 @@ def synth_audio(plan: VideoPlan, opts: SynthOptions) -> np.ndarray:
     out = np.zeros(n)
     # A soft click on every beat: the beat is audible whatever the labels.
     out += 0.15 * np.exp(-since / 0.01) * rng.standard_normal(n)
+    freq = 440.0 * 2.0 ** ((midi - 69) / 12.0)
+    # A lead voice plays the melody in every video (drum-only ones included), so register
+    # and timbre brightness are always heard: brightness sets how far its harmonic series
+    # reaches, from nearly a sine (k^-3.5) to a buzzy, reedy tone (k^-0.3) over 16 partials.
+    lead_phase = 2 * np.pi * np.cumsum(freq) / sr
+    partials = np.arange(1, 17) ** -(3.5 - 3.2 * plan.brightness)
+    lead = sum(a * np.sin(k * lead_phase) for k, a in enumerate(partials / partials.sum(), 1))
+    out += 0.8 * lead * np.exp(-since / 0.2)
+    # … and it tilts every instrument's own harmonic spectrum the same way.
+    tilt = np.arange(1, 9) ** (4.0 * (plan.brightness - 0.5))
     for label in plan.labels:
         style = label_style(label)
+        harmonics = style.harmonics * tilt
+        harmonics /= harmonics.sum()
         if style.family == "drums":
             kick_f = 55 + 30 * np.exp(-since / 0.03)
             kick = np.sin(2 * np.pi * np.cumsum(kick_f) / sr) * np.exp(-since / style.decay)
@@ -291,17 +314,20 @@ def synth_audio(plan: VideoPlan, opts: SynthOptions) -> np.ndarray:
             noise = rng.standard_normal(n) * np.exp(-off / (style.decay * 0.8))
             out += 0.6 * kick + 0.25 * style.harmonics[0] * 4 * noise
             continue
-        freq = 440.0 * 2.0 ** ((midi - 69 + 12 * style.octave) / 12.0)
+        voice_freq = freq
         if style.vibrato:
-            freq = freq * (1 + style.vibrato * np.sin(2 * np.pi * 5.5 * t))
-        phase = 2 * np.pi * np.cumsum(freq) / sr
-        tone = sum(a * np.sin(k * phase) for k, a in enumerate(style.harmonics, start=1))
+            voice_freq = freq * (1 + style.vibrato * np.sin(2 * np.pi * 5.5 * t))
+        phase = 2 * np.pi * np.cumsum(voice_freq) / sr
+        tone = sum(a * np.sin(k * phase) for k, a in enumerate(harmonics, start=1))
         if style.family == "electronic":
             tone = np.tanh(4 * tone)  # distorted, square-ish synth
         env = np.minimum(since / style.attack, 1.0) * np.exp(-since / style.decay)
         out += 0.5 * tone * env
-    out /= max(1.0, np.abs(out).max() / 0.9)
-    return out.astype(np.float32)
+    # The video's level, a loudness to see: the RMS is set to -36 .. -16 dBFS, and a soft
+    # limiter keeps the rare peaks inside full scale.
+    rms = max(float(np.sqrt(np.mean(out**2))), 1e-9)
+    out *= 10.0 ** ((-36.0 + 20.0 * plan.loudness) / 20.0) / rms
+    return np.tanh(out).astype(np.float32)
 
 
 def render_frames(plan: VideoPlan, opts: SynthOptions) -> np.ndarray:
@@ -314,16 +340,21 @@ def render_frames(plan: VideoPlan, opts: SynthOptions) -> np.ndarray:
     beats_float = (t - plan.beat_phase) * plan.bpm / 60.0
     pulse = np.exp(-since / 0.12)  # 1 on the beat, decays like the audio's envelope
     degree = plan.melody[beat_idx]
-    # The background colour moves with the melody: the hue turns with the current note's
-    # pitch (up to half the colour wheel over two octaves) from a key-dependent start, so a
-    # clip's colours and its pitches change together, visible even at thumbnail size.
-    bg_of_degree = [_hsv_to_rgb((plan.bg_hue + 0.5 * d / 14.0) % 1.0, 0.6, 0.45) for d in range(14)]
+    # The background colour is the sound made visible, picture-wide so that it survives
+    # thumbnail sizes, and linear in what is heard: the pitch moves it from blue (low) to
+    # red (high) — mostly the video's register, a little the current note, so that four
+    # frames of a clip agree on it — the timbre's brightness adds green and the mix's
+    # loudness adds white.
+    register = (plan.root_midi - _LOWEST_ROOT) / (_HIGHEST_ROOT - _LOWEST_ROOT)
+    warmth = 0.8 * register + 0.2 * degree / (_MELODY_DEGREES - 1)
+    green = 0.1 + 0.6 * plan.brightness
+    white = 0.35 * plan.loudness
     styles = [label_style(label) for label in plan.labels]
     n = len(styles)
     frames = np.empty((plan.n_frames, H, W, 3), np.uint8)
     for f in range(plan.n_frames):
         img = np.empty((H, W, 3), np.float32)
-        bg = bg_of_degree[int(degree[f]) % 14]
+        bg = 0.6 * np.array([0.1 + 0.8 * warmth[f], green, 0.9 - 0.8 * warmth[f]]) + white
         img[:] = bg * (0.7 + 0.3 * yn[..., None]) * (1.0 + 0.35 * pulse[f])
         p, b = float(pulse[f]), float(beats_float[f])
         for i, s in enumerate(styles):
@@ -419,6 +450,7 @@ def generate_video(out_dir: Path, seed: int, index: int, opts: SynthOptions) -> 
         duration_s=round(plan.duration_s, 3),
         extra={
             "source": "synthetic",
+            "generator_version": GENERATOR_VERSION,
             "bpm": round(plan.bpm, 3),
             "beat_phase_s": round(plan.beat_phase, 4),
             "root_midi": plan.root_midi,

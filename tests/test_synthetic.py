@@ -92,6 +92,44 @@ def test_audio_and_video_both_follow_the_beat():
         assert energy.max() > 2 * energy.min()
 
 
+def test_picture_shows_the_register_timbre_and_loudness_that_are_heard():
+    """The strong audio-visual link the demo learns: per clip, the background's red − blue
+    follows the pitch (register and melody), its green the timbre brightness (measured in the
+    audio as the upper harmonics' share) and its overall level the audio's loudness (RMS)."""
+    import librosa
+
+    from data_prep.synthetic import _beat_clock, _midi_of
+
+    opts = SynthOptions(min_seconds=4.0, max_seconds=4.0)
+    rows = []
+    for index in range(16):
+        plan = plan_video(7, index, opts)
+        frames = render_frames(plan, opts).astype(np.float32) / 255.0
+        audio = synth_audio(plan, opts).astype(np.float64)
+        power = np.abs(librosa.stft(audio, n_fft=4096)) ** 2
+        freqs = librosa.fft_frequencies(sr=opts.sample_rate, n_fft=4096)[:, None]
+        times = librosa.frames_to_time(np.arange(power.shape[1]), sr=opts.sample_rate, n_fft=4096)
+        f0 = 440.0 * 2.0 ** ((_midi_of(plan, plan.melody[_beat_clock(plan, times)[0]]) - 69) / 12)
+        low = power * ((freqs > 0.8 * f0) & (freqs < 2.5 * f0))
+        high = power * ((freqs > 3.5 * f0) & (freqs < 16.5 * f0))
+        t = np.arange(len(frames)) / opts.fps
+        pitch = _midi_of(plan, plan.melody[_beat_clock(plan, t)[0]]).mean()
+        rows.append(
+            (
+                pitch,
+                np.median(frames[..., 0] - frames[..., 2]),
+                np.log(high.sum() / low.sum()),
+                np.median(frames[..., 1] - (frames[..., 0] + frames[..., 2]) / 2),
+                np.log(np.sqrt(np.mean(audio**2))),
+                frames.mean(),
+            )
+        )
+    r = np.corrcoef(np.array(rows).T)
+    assert r[0, 1] > 0.9  # pitch ↔ red − blue
+    assert r[2, 3] > 0.6  # upper harmonics ↔ green
+    assert r[4, 5] > 0.8  # loudness ↔ picture level
+
+
 def test_rejects_bad_arguments(tmp_path: Path):
     with pytest.raises(ValueError):
         generate_corpus(tmp_path, 0)

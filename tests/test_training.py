@@ -295,3 +295,68 @@ def test_loss_is_scaled_for_accumulation(prepared, tmp_path):
     for name in expected:
         torch.testing.assert_close(got[name], expected[name], rtol=1e-5, atol=1e-6, msg=name)
     assert dataclasses.asdict(config.train)["gradient_accumulation_steps"] == 2
+
+
+def test_validation_metrics_have_per_pair_means_to_select_on():
+    """``video/<a>-<b>/mean_R@k`` averages the pair's two directions, so a run can select its
+    checkpoint on the pair it is about (the demo selects on audio-video)."""
+    from trimodal.training import validation_metrics
+
+    torch.manual_seed(0)
+    n = 30
+    audio = torch.nn.functional.normalize(torch.randn(n, 8), dim=-1)
+    embeddings = {
+        "text": torch.randn(n, 8),
+        "audio": audio,
+        "video": audio + 0.01 * torch.randn(n, 8),
+        "video_id": [f"v{i // 2}" for i in range(n)],
+    }
+    metrics = validation_metrics(embeddings, ["text", "audio", "video"], [1, 10])
+    assert metrics["video/audio-video/mean_R@1"] == 1.0
+    assert metrics["clip/audio-video/mean_median_rank"] == 1.0
+    for level in ("clip", "video"):
+        for a, b in (("text", "audio"), ("text", "video"), ("audio", "video")):
+            both = metrics[f"{level}/{a}→{b}/R@10"], metrics[f"{level}/{b}→{a}/R@10"]
+            assert metrics[f"{level}/{a}-{b}/mean_R@10"] == pytest.approx(sum(both) / 2)
+        pairs = [
+            metrics[f"{level}/{p}/mean_R@10"] for p in ("text-audio", "text-video", "audio-video")
+        ]
+        assert metrics[f"{level}/mean_R@10"] == pytest.approx(sum(pairs) / 3)
+
+
+def test_demo_path_generates_once_trains_and_prints_the_comparison_table(
+    tmp_path, monkeypatch, capsys
+):
+    """``train.py`` with no data: generate + prepare the synthetic corpus into the cache (once),
+    train the tiny presets and print trained / untrained / chance for every direction."""
+    import trimodal.cli as cli
+
+    original = cli.prepare_demo_data
+    monkeypatch.setattr(
+        cli, "prepare_demo_data", lambda: original(cache_dir=tmp_path / "cache", videos=16)
+    )
+    argv = ["--output", str(tmp_path / "run"), "--train.max_steps", "2", "--train.batch_size", "4"]
+    assert cli.train_main(argv) == 0
+    out = capsys.readouterr().out
+    assert "generating the synthetic demo corpus (16 videos)" in out
+    table = [line for line in out.splitlines() if line.startswith("| video | audio→video |")]
+    assert [line.split("|")[3].strip() for line in table] == ["trained", "untrained", "chance"]
+    assert (tmp_path / "run" / "best" / "model.safetensors").is_file()
+    saved = load_config(tmp_path / "run" / "config.yaml")
+    assert saved.train.select_metric == "video/audio-video/mean_R@10"
+
+    assert cli.train_main(argv) == 0  # the cached corpus and prepared data are reused
+    assert "generating" not in capsys.readouterr().out
+
+    # A corpus cached by another version of the generator is regenerated, not reused.
+    from data_prep.corpus import read_corpus
+    from data_prep.synthetic import GENERATOR_VERSION
+
+    marker = tmp_path / "cache" / "demo" / "corpus.json"
+    key = json.loads(marker.read_text())
+    marker.write_text(json.dumps({**key, "generator_version": GENERATOR_VERSION - 1}))
+    cli.prepare_demo_data()
+    assert "generating the synthetic demo corpus" in capsys.readouterr().out
+    assert json.loads(marker.read_text()) == key
+    records = read_corpus(tmp_path / "cache" / "demo" / "corpus")
+    assert {r.extra["generator_version"] for r in records} == {GENERATOR_VERSION}

@@ -115,6 +115,24 @@ def test_grad_cache_gives_the_full_batch_gradients_with_dropout_on():
 # ----------------------------------------------------------------------------- feature cache
 
 
+def test_grad_cache_streams_the_contrastive_loss_in_blocks_of_the_chunk(prepared, tmp_path):
+    """Under gradient caching the full-batch loss bounds memory, so the trainer streams it
+    (``block_size`` = the chunk) unless the config says otherwise; objectives without blocks
+    are built as configured."""
+    cached = Trainer(_config(prepared, tmp_path / "a", "--train.grad_cache_chunk", "2"))
+    assert cached.objective.block_size == 2
+    explicit = _config(
+        prepared, tmp_path / "b", "--train.grad_cache_chunk", "2", "--objective_options",
+        "{block_size: 8}",
+    )  # fmt: skip
+    assert Trainer(explicit).objective.block_size == 8
+    assert Trainer(_config(prepared, tmp_path / "c")).objective.block_size is None
+    cosine = _config(
+        prepared, tmp_path / "d", "--train.grad_cache_chunk", "2", "--objective", "cosine"
+    )
+    assert not hasattr(Trainer(cosine).objective, "block_size")
+
+
 def test_frozen_backbones_run_only_in_the_first_epoch(prepared, tmp_path):
     config = _config(
         prepared,

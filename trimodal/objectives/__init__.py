@@ -22,7 +22,12 @@ from trimodal.objectives.contrastive import (
     WeightedContrastiveObjective,
 )
 from trimodal.objectives.cosine import CosineObjective, WeightedCosineObjective, cosine_matrix
-from trimodal.objectives.registry import available_objectives, get_objective, register_objective
+from trimodal.objectives.registry import (
+    available_objectives,
+    get_objective,
+    objective_class,
+    register_objective,
+)
 from trimodal.objectives.vmnet import VMNetTripletObjective, ranking_loss, structure_loss
 
 __all__ = [
@@ -37,6 +42,7 @@ __all__ = [
     "available_objectives",
     "cosine_matrix",
     "get_objective",
+    "objective_class",
     "pair_name",
     "ranking_loss",
     "register_objective",

@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import nn
 
-__all__ = ["available_objectives", "get_objective", "register_objective"]
+__all__ = ["available_objectives", "get_objective", "objective_class", "register_objective"]
 
 _REGISTRY: dict[str, type[nn.Module]] = {}
 
@@ -38,6 +38,16 @@ def available_objectives() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def objective_class(name: str) -> type[nn.Module]:
+    """The class registered as ``name`` (``ValueError`` listing the names if there is none)."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown objective {name!r}; available: {', '.join(available_objectives())}"
+        ) from None
+
+
 def get_objective(name: str, **options: Any) -> nn.Module:
     """Build the objective registered as ``name`` with keyword ``options``.
 
@@ -45,10 +55,4 @@ def get_objective(name: str, **options: Any) -> nn.Module:
         ValueError: ``name`` is not registered; the message lists the available names.
         TypeError: an option the objective does not take (from its constructor).
     """
-    try:
-        cls = _REGISTRY[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown objective {name!r}; available: {', '.join(available_objectives())}"
-        ) from None
-    return cls(**options)
+    return objective_class(name)(**options)

@@ -39,7 +39,7 @@ from trimodal.data import PreparedClips, VideoBatchSampler, collate_clips
 from trimodal.embedding import extract_embeddings
 from trimodal.metrics.retrieval import cross_modal_retrieval
 from trimodal.modeling import TrimodalModel, build_model
-from trimodal.objectives import get_objective
+from trimodal.objectives import get_objective, objective_class
 from trimodal.training.feature_cache import FeatureCache
 from trimodal.training.grad_cache import grad_cache_step
 from trimodal.training.optim import build_optimizer, build_scheduler
@@ -141,7 +141,7 @@ class Trainer:
         )
         seed_everything(train_cfg.seed)
         self.model = model if model is not None else build_model(config.model)
-        self.objective = get_objective(config.objective, **config.objective_options)
+        self.objective = get_objective(config.objective, **self._objective_options())
         self.state = TrainerState()
 
         # -- data: the model's channels decide sample rate, frame size and frame count
@@ -214,6 +214,22 @@ class Trainer:
         self.dev_feature_cache = self._feature_cache("dev", self.dev_set, views=1)
 
     # ------------------------------------------------------------------ setup helpers
+
+    def _objective_options(self) -> dict[str, Any]:
+        """``objective_options``, plus ``block_size`` = the chunk under gradient caching.
+
+        With gradient caching the full-batch loss is what bounds memory; objectives that can
+        stream it over row blocks (``contrastive``, ``weighted_contrastive``) then do so —
+        the same loss and gradients — unless the config sets ``block_size`` itself.
+        """
+        import inspect
+
+        options = dict(self.config.objective_options)
+        chunk = self.config.train.grad_cache_chunk
+        accepted = inspect.signature(objective_class(self.config.objective)).parameters
+        if chunk and "block_size" in accepted and "block_size" not in options:
+            options["block_size"] = chunk
+        return options
 
     def _trackers(self) -> list[Any]:
         trackers: list[Any] = []

@@ -518,6 +518,25 @@ def test_blockwise_contrastive_equals_the_full_matrix(n, block):
         get_objective("contrastive", block_size=0)
 
 
+def test_blockwise_contrastive_under_bf16_autocast_is_float32_like_the_full_matrix():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(10, 8, generator=gen, requires_grad=True)
+    y = torch.randn(10, 8, generator=gen, requires_grad=True)
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(8, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        emb = {"audio": layer(x), "video": layer(y)}
+        full = get_objective("contrastive")(emb)["loss"]
+        blocked = get_objective("contrastive", block_size=4)(emb)["loss"]
+    assert blocked.dtype == full.dtype == torch.float32
+    # The full matrix is a bf16 matmul under autocast; the streamed loss is all float32.
+    reference = get_objective("contrastive")({m: e.float() for m, e in emb.items()})["loss"]
+    torch.testing.assert_close(blocked, reference, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(full, reference, rtol=1e-2, atol=1e-2)
+    blocked.backward()
+    assert layer.weight.grad.dtype == torch.float32
+
+
 def test_blockwise_contrastive_gradients_pass_gradcheck():
     """The hand-written backward against finite differences (float64)."""
     from trimodal.objectives.contrastive import _BlockwiseClipLoss

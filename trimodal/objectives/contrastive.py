@@ -82,11 +82,16 @@ class ContrastiveObjective(PairwiseObjective):
             self.warn_once(
                 "single", f"{type(self).__name__}: batch of 1 has no negatives; the loss is 0"
             )
-        scale = self.scale(logit_scale, x)
         if self.block_size is not None and self.block_size < n:
-            x_hat, y_hat = F.normalize(x, dim=-1), F.normalize(y, dim=-1)
-            x_to_y, y_to_x = _BlockwiseClipLoss.apply(x_hat, y_hat, scale, self.block_size)
+            # In float32 whatever the autocast dtype: the loss of every block is summed into
+            # one value, and the scale (up to 100) amplifies bf16 rounding of the cosines.
+            with torch.autocast(device_type=x.device.type, enabled=False):
+                x_hat = F.normalize(x.float(), dim=-1)
+                y_hat = F.normalize(y.float(), dim=-1)
+                scale = self.scale(logit_scale, x_hat)
+                x_to_y, y_to_x = _BlockwiseClipLoss.apply(x_hat, y_hat, scale, self.block_size)
         else:
+            scale = self.scale(logit_scale, x)
             logits = scale * cosine_matrix(x, y)  # [N, N]
             target = torch.arange(n, device=logits.device)
             x_to_y = F.cross_entropy(logits, target)

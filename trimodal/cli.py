@@ -33,7 +33,7 @@ DEMO_OVERRIDES: dict[str, Any] = {
     "train": {
         "output_dir": "runs/demo",
         # The synthetic text (tags, titles) is shared by many videos, so text↔audio and
-        # text↔video at video level stay near chance for any model; on 22 dev videos their
+        # text↔video at video level stay near chance for any model; on ~30 dev videos their
         # noise would drown the mean over all pairs. Select on the pair the demo is about.
         "select_metric": "video/audio-video/mean_R@10",
         "epochs": 12,

@@ -33,8 +33,8 @@ DEMO_OVERRIDES: dict[str, Any] = {
     "train": {
         "output_dir": "runs/demo",
         # The synthetic text (tags, titles) is shared by many videos, so text↔audio and
-        # text↔video at video level stay near chance for any model; on ~30 dev videos their
-        # noise would drown the mean over all pairs. Select on the pair the demo is about.
+        # text↔video at video level stay close to chance for the tiny models; on ~30 dev
+        # videos their noise would drown the mean over all pairs. Select on audio-video.
         "select_metric": "video/audio-video/mean_R@10",
         "epochs": 12,
         "batch_size": 16,

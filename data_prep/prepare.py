@@ -619,9 +619,7 @@ def _media_stamp(path: str | Path) -> tuple[int, int] | None:
     return st.st_size, st.st_mtime_ns
 
 
-def _fingerprint(
-    settings: dict[str, Any], corpus_text: bytes, stamps: list[tuple[int, int] | None]
-) -> str:
+def _fingerprint(settings: dict[str, Any], corpus_text: bytes, stamps: list[Any]) -> str:
     blob = json.dumps([settings, stamps], sort_keys=True).encode() + corpus_text
     return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -666,12 +664,11 @@ def prepare(
         raise PrepareError(str(err)) from err
     # Loader-only settings (and the worker count) do not change the prepared data.
     shard_config = {k: v for k, v in dataclasses.asdict(config).items() if k not in _LOADER_ONLY}
-    stamps = [
-        _media_stamp(path)
+    stamps = {
+        r.video_id: (_media_stamp(r.media_path(corpus_dir)), _media_stamp(r.audio_path(corpus_dir)))
         for r in records
-        for path in (r.media_path(corpus_dir), r.audio_path(corpus_dir))
-    ]
-    fingerprint = _fingerprint(shard_config, corpus_bytes, stamps)
+    }
+    fingerprint = _fingerprint(shard_config, corpus_bytes, list(stamps.values()))
     summary_path = out_dir / "summary.json"
     if not force and summary_path.is_file():
         try:
@@ -728,8 +725,9 @@ def prepare(
             "title": record.title,
             "published_at": record.published_at,
         }
-        stamps = (_media_stamp(fields["media"]), _media_stamp(fields["audio"]))
-        key = _task_key({**fields, "config": shard_config, "vocabulary": vocabulary}, stamps)
+        key = _task_key(
+            {**fields, "config": shard_config, "vocabulary": vocabulary}, stamps[record.video_id]
+        )
         tasks.append(
             VideoTask(
                 **fields,

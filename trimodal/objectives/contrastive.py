@@ -44,8 +44,9 @@ class ContrastiveObjective(PairwiseObjective):
 
     ``block_size``: compute the loss over blocks of ``block_size`` rows, recomputing each
     block's logits in the backward pass, so memory is O(block_size × N + N × D) instead of
-    O(N²) — the same loss and gradients. Use it with gradient caching, where the full-batch loss is
-    otherwise what bounds memory (4096² float32 logits and their softmaxes are ~350 MiB).
+    O(N²) — the same loss and gradients, in float32 even under autocast. For gradient
+    caching, where the full-batch loss is otherwise what bounds memory (4096² float32 logits
+    and their softmaxes are ~350 MiB); the trainer sets it to the chunk size there.
     """
 
     def __init__(

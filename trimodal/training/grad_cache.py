@@ -111,8 +111,6 @@ def grad_cache_step(
                 _set_rng_state(states[modality, start])
                 embeds, _ = embed(modality, start, stop)
                 embeds.backward(grad[start:stop])
-                del embeds
-            del grad
     _set_rng_state(after_forward)
     return terms
 

@@ -16,6 +16,7 @@ What the research code got wrong and this loop does instead (BRIEF §3):
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import json
 import logging
@@ -222,8 +223,6 @@ class Trainer:
         stream it over row blocks (``contrastive``, ``weighted_contrastive``) then do so —
         the same loss and gradients — unless the config sets ``block_size`` itself.
         """
-        import inspect
-
         options = dict(self.config.objective_options)
         chunk = self.config.train.grad_cache_chunk
         accepted = inspect.signature(objective_class(self.config.objective)).parameters
@@ -616,6 +615,7 @@ def validation_metrics(
     (``video/audio-video/mean_R@10``), and the study's mean positive-pair cosine distance
     per pair."""
     present = {m: embeddings[m] for m in modalities if m in embeddings}
+    pairs = list(itertools.combinations([m for m in MODALITIES if m in present], 2))
     results = cross_modal_retrieval(present, embeddings["video_id"], ks=tuple(ks))
     flat: dict[str, float] = {}
     for level, directions in results.items():
@@ -628,18 +628,16 @@ def validation_metrics(
             vals = [v[name] for d, v in directions.items() if d != "chance"]
             flat[f"{level}/mean_{name}"] = float(np.mean(vals))
             # Per pair, both directions: e.g. video/audio-video/mean_R@10.
-            for a, b in itertools.combinations([m for m in MODALITIES if m in present], 2):
+            for a, b in pairs:
                 both = [directions[f"{a}→{b}"][name], directions[f"{b}→{a}"][name]]
                 flat[f"{level}/{a}-{b}/mean_{name}"] = float(np.mean(both))
         flat[f"{level}/gallery_size"] = float(directions["chance"]["gallery_size"])
     distances = []
-    order = [m for m in ("text", "audio", "video") if m in present]
-    for i, a in enumerate(order):
-        for b in order[i + 1 :]:
-            x = torch.nn.functional.normalize(present[a], dim=-1)
-            y = torch.nn.functional.normalize(present[b], dim=-1)
-            d = float((1 - (x * y).sum(-1)).mean())
-            flat[f"positive_distance/{a}-{b}"] = d
-            distances.append(d)
+    for a, b in pairs:
+        x = torch.nn.functional.normalize(present[a], dim=-1)
+        y = torch.nn.functional.normalize(present[b], dim=-1)
+        d = float((1 - (x * y).sum(-1)).mean())
+        flat[f"positive_distance/{a}-{b}"] = d
+        distances.append(d)
     flat["mean_positive_distance"] = float(np.mean(distances))
     return flat

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-REFERENCE = SHARED / "reference"
+# Small reference files the tests compare against (sources, licences, checksums: data/README.md).
+TEST_DATA = Path(__file__).resolve().parent / "data"
 # The user's trimodal cache, read before `_isolated_cache` points TRIMODAL_CACHE elsewhere:
 # `python -m trimodal.backbones.musicnn convert`, run before the tests, wrote there.
 USER_CACHE = Path(os.environ.get("TRIMODAL_CACHE", Path.home() / ".cache" / "trimodal"))

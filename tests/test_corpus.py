@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import REFERENCE
+from conftest import TEST_DATA
 
 from data_prep.corpus import (
     MUSIC45_LABELS,
@@ -21,10 +21,10 @@ from data_prep.corpus import (
 
 
 def test_music45_labels_match_the_reference_list_in_order():
-    with open(REFERENCE / "youtube8m" / "music45_labels.csv", newline="") as f:
+    with open(TEST_DATA / "youtube8m" / "music45_labels.csv", newline="") as f:
         rows = sorted(csv.DictReader(f), key=lambda r: int(r["order_in_select_music_labels_txt"]))
     assert list(MUSIC45_LABELS) == [r["Name"] for r in rows]
-    listed = (REFERENCE / "trimodal-music-representation" / "select-music-labels.txt").read_text()
+    listed = (TEST_DATA / "youtube8m" / "select-music-labels.txt").read_text()
     assert list(MUSIC45_LABELS) == [x.strip() for x in listed.splitlines() if x.strip()]
 
 

@@ -1,5 +1,5 @@
 """musicnn backbone: TF checkpoint reader, conversion, log-mel front end, and the port
-against the original TF graph's outputs (``../shared/reference/musicnn``).
+against the original TF graph's outputs (``tests/data/musicnn``).
 
 The reference comparison needs the converted weights. CI runs
 ``python -m trimodal.backbones.musicnn convert`` first; locally, without them, the test fails
@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import TEST_DATA
 
 from trimodal.backbones import MissingCheckpointError, get_backbone_class
 from trimodal.backbones import _tf_checkpoint as tfc
@@ -28,7 +29,7 @@ from trimodal.backbones.musicnn import (
     convert,
 )
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "musicnn"
+REFERENCE = TEST_DATA / "musicnn"
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import TEST_DATA
 
 from data_prep.__main__ import main
 from data_prep.corpus import MUSIC45_LABELS
@@ -18,9 +19,9 @@ from data_prep.youtube8m.labels import (
     select_labels,
 )
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "youtube8m"
+REFERENCE = TEST_DATA / "youtube8m"
+# The official vocabulary with its WikiDescription column emptied (see tests/data/README.md).
 VOCAB = REFERENCE / "vocabulary.csv"
-needs_reference = pytest.mark.skipif(not VOCAB.is_file(), reason="shared/reference not present")
 
 HEADER = [
     "Index",
@@ -96,7 +97,6 @@ def test_malformed_vocabulary_is_refused(tmp_path):
         load_vocabulary(tmp_path / "v.csv")
 
 
-@needs_reference
 def test_default_is_the_studys_45_music_labels():
     vocab = load_vocabulary(VOCAB)
     assert len(vocab) == 3862
@@ -112,7 +112,6 @@ def test_default_is_the_studys_45_music_labels():
     assert select_labels(vocab, read_label_list(REFERENCE / "music45_labels.csv")) == got
 
 
-@needs_reference
 def test_cli_writes_labels_json(tmp_path, capsys):
     assert main(["yt8m-labels", "--vocabulary", str(VOCAB), "--work-dir", str(tmp_path)]) == 0
     labels = load_labels(tmp_path / "labels.json")

@@ -114,7 +114,8 @@ class _TrainingRun:
         self.music = torch.from_numpy(train.audio).to(device)
         self.video = torch.from_numpy(train.video).to(device)
         self.generator = torch.Generator().manual_seed(config.seed)
-        # VM-NET trains at a constant rate; the shared schedule keeps the step count.
+        # A constant rate (VM-NET's fixed-rate Adam), from the shared schedule builder: a
+        # warm-up or decay would be an argument here, not new code.
         steps = batches_per_epoch(len(train), config.batch_size) * config.epochs
         self.scheduler = build_scheduler(self.optimizer, steps, 0.0, schedule="constant")
         (output / "metrics.jsonl").unlink(missing_ok=True)  # one run's log, not appended

@@ -13,10 +13,16 @@ from torch import nn
 from trimodal.config import ConfigError
 from trimodal.objectives import get_objective
 from trimodal.vmnet import (
+    ExtractorSettings,
+    ExtractorSpec,
     FeatureSet,
     VMNet,
     VMNetConfig,
+    VMNetModelConfig,
+    build_extractor,
+    build_vmnet,
     evaluate_vmnet,
+    extractor_names,
     handcrafted_dim,
     handcrafted_feature_names,
     handcrafted_features,
@@ -73,7 +79,7 @@ def _linear_shapes(branch: nn.Module) -> list[tuple[int, int]]:
 
 def test_branch_layout_shapes_and_normalisation():
     config = VMNetConfig(music_input_dim=1140, video_input_dim=1024)
-    model = VMNet(config)
+    model = build_vmnet(config)
     assert _linear_shapes(model.music) == [(1140, 2048), (2048, 1024), (1024, 512)]
     assert _linear_shapes(model.video) == [(1024, 2048), (2048, 512)]
     # Paper layout: FC→ReLU→Dropout per hidden layer, a linear last FC, then batch norm.
@@ -93,7 +99,7 @@ def test_branch_layout_shapes_and_normalisation():
 
     music, video = torch.randn(6, 1140), torch.randn(6, 1024)
     out = model(music, video)
-    assert out["audio"].shape == (6, 512) and out["video"].shape == (6, 512)
+    assert out.audio_embeds.shape == (6, 512) and out.video_embeds.shape == (6, 512)
     for emb in out.values():
         torch.testing.assert_close(emb.norm(dim=1), torch.ones(6))
     model.eval()
@@ -105,18 +111,18 @@ def test_branch_layout_shapes_and_normalisation():
 
     with pytest.raises(ValueError, match=r"\[B, 1140\]"):
         model.encode_music(torch.randn(2, 1000))
-    variant = VMNet(VMNetConfig(music_input_dim=8, video_input_dim=8, hidden_batch_norm=True))
+    variant = build_vmnet(VMNetConfig(music_input_dim=8, video_input_dim=8, hidden_batch_norm=True))
     assert sum(isinstance(m, nn.BatchNorm1d) for m in variant.music.modules()) == 3
     assert sum(isinstance(m, nn.BatchNorm1d) for m in variant.video.modules()) == 2
     with pytest.raises(ValueError, match="music_input_dim"):
-        VMNet(VMNetConfig())
+        build_vmnet(VMNetConfig())
 
 
 def test_training_steps_reduce_the_loss():
     torch.manual_seed(0)
     data = synthetic_split(64, seed=5, prefix="t")
     config = VMNetConfig(music_input_dim=60, video_input_dim=40, dropout=0.0, top_k=10)
-    model = VMNet(config)
+    model = build_vmnet(config)
     model.set_standardization(torch.from_numpy(data.audio), torch.from_numpy(data.video))
     objective = get_objective("vmnet_triplet", **config.objective_options())
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -127,7 +133,7 @@ def test_training_steps_reduce_the_loss():
     }
     losses = []
     for _ in range(4):
-        loss = objective(model(music, video), features=feats)["loss"]
+        loss = objective(model(music, video).embeddings, features=feats)["loss"]
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -135,6 +141,85 @@ def test_training_steps_reduce_the_loss():
     # The ranking hinges (margin 0.1 on 64 pairs) are met within a few steps; what stays is
     # the structure terms' order violations.
     assert losses[-1] < 0.25 * losses[0], losses
+
+
+def _trained_looking_model() -> tuple[VMNet, torch.Tensor, torch.Tensor]:
+    """A small model with fitted standardisation and moved batch-norm statistics."""
+    torch.manual_seed(2)
+    config = VMNetConfig(
+        music_layers=[32, 16], video_layers=[24, 16], music_input_dim=12, video_input_dim=8
+    )
+    model = build_vmnet(config)
+    music, video = 3.0 + 5.0 * torch.randn(20, 12), torch.randn(20, 8) - 1.0
+    model.set_standardization(music, video)
+    model.train()
+    model(music, video)  # updates the batch-norm running statistics
+    return model.eval(), music, video
+
+
+def test_save_pretrained_round_trip(tmp_path):
+    model, music, video = _trained_looking_model()
+    model.save_pretrained(tmp_path / "m")
+    assert (tmp_path / "m" / "model.safetensors").is_file()
+    back = VMNet.from_pretrained(tmp_path / "m")
+    assert isinstance(back.config, VMNetModelConfig) and not back.training
+    fields = VMNetModelConfig.RUN_FIELDS
+    assert {f: getattr(back.config, f) for f in fields} == {
+        f: getattr(model.config, f) for f in fields
+    }
+    state, loaded = model.state_dict(), back.state_dict()
+    assert state.keys() == loaded.keys()
+    for key in state:
+        torch.testing.assert_close(loaded[key], state[key], rtol=0, atol=0, msg=key)
+    # The standardisation statistics travel with the weights: not the identity any more.
+    assert not torch.allclose(back.music_mean, torch.zeros(12))
+    assert not torch.allclose(back.music_std, torch.ones(12))
+    torch.testing.assert_close(back.encode_music(music), model.encode_music(music))
+    torch.testing.assert_close(back.encode_video(video), model.encode_video(video))
+    with pytest.raises(FileNotFoundError, match="not a VM-NET model directory"):
+        VMNet.from_pretrained(tmp_path / "nothing")
+
+
+def test_directories_of_the_earlier_save_format_load(tmp_path):
+    """``VMNet.save`` wrote the same weights with ``{"model_type", "config": {run settings}}``
+    as config.json; such a directory still loads, with the same outputs."""
+    from safetensors.torch import save_file
+
+    from trimodal.config import to_dict
+
+    model, music, video = _trained_looking_model()
+    run = VMNetConfig(
+        music_layers=[32, 16], video_layers=[24, 16], music_input_dim=12, video_input_dim=8,
+        eval_ks=[1, 5, 10],
+    )  # fmt: skip
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(legacy / "model.safetensors"), metadata={"format": "pt"})
+    meta = {"model_type": "vmnet", "config": to_dict(run), "epoch": 3, "dev": {}}
+    (legacy / "config.json").write_text(json.dumps(meta))
+    back = VMNet.from_pretrained(legacy)
+    assert back.config.eval_ks == [1, 5, 10] and back.config.music_layers == [32, 16]
+    torch.testing.assert_close(back.encode_music(music), model.encode_music(music))
+    torch.testing.assert_close(back.encode_video(video), model.encode_video(video))
+    (legacy / "config.json").write_text(json.dumps({"model_type": "trimodal"}))
+    with pytest.raises(ValueError, match="not a VM-NET config"):
+        VMNet.from_pretrained(legacy)
+
+
+def test_best_selection_is_strict_with_patience():
+    from trimodal.training.selection import BestSelection
+
+    selection = BestSelection(mode="max", patience=2)
+    # VM-NET's keys: (R@10, -mean rank); an equal R@10 with a lower mean rank is better.
+    assert selection.update((0.5, -10.0), 0)
+    assert not selection.update((0.5, -10.0), 1)  # a tie is not an improvement
+    assert selection.update((0.5, -9.0), 2) and selection.best_step == 2
+    assert not selection.update((0.4, -1.0), 3) and not selection.exhausted
+    assert not selection.update((0.5, -9.0), 4) and selection.exhausted
+    lowest = BestSelection(mode="min")
+    assert lowest.update(3.0, 0) and lowest.update(2.0, 1) and not lowest.update(2.5, 2)
+    assert lowest.best_value == 2.0 and not lowest.exhausted
 
 
 # ----------------------------------------------------------------------------- feature files
@@ -211,7 +296,7 @@ def test_evaluation_ranks_against_the_whole_test_set(tmp_path):
         music_layers=[64, 32], video_layers=[64, 32], music_input_dim=24, video_input_dim=24
     )
     torch.manual_seed(0)
-    perfect = VMNet(config)
+    perfect = build_vmnet(config)
     perfect.video.load_state_dict(perfect.music.state_dict())
     perfect.eval()
     data = FeatureSet([f"v{i}" for i in range(n)], np.zeros(n), x, x.copy())
@@ -229,7 +314,7 @@ def test_evaluation_ranks_against_the_whole_test_set(tmp_path):
     # A random model, checked against brute-force Euclidean ranks over the full set (the
     # paper's distance; on unit vectors it orders like the cosine the metrics use).
     torch.manual_seed(1)
-    random_model = VMNet(config).eval()
+    random_model = build_vmnet(config).eval()
     other = FeatureSet(data.video_ids, np.zeros(n), x, rng.standard_normal((n, 24)))
     got = evaluate_vmnet(random_model, other, batch_size=256)["clip"]["music→video"]
     with torch.no_grad():
@@ -251,7 +336,7 @@ def test_video_level_added_when_videos_have_several_clips():
     config = VMNetConfig(
         music_layers=[16, 8], video_layers=[16, 8], music_input_dim=8, video_input_dim=8
     )
-    model = VMNet(config).eval()
+    model = build_vmnet(config).eval()
     model.video.load_state_dict(model.music.state_dict())
     results = evaluate_vmnet(model, data)
     assert results["clip"]["chance"]["num_queries"] == 40
@@ -284,18 +369,29 @@ def test_end_to_end_on_synthetic_features(tmp_path, capsys):
     for name in (
         "model.safetensors",
         "config.json",
-        "train_log.jsonl",
+        "config.yaml",
+        "metrics.jsonl",
+        "dev_results.json",
         "results.json",
         "results.md",
     ):
         assert (out / name).is_file(), name
 
     saved = json.loads((out / "config.json").read_text())
-    assert saved["config"]["music_input_dim"] == 60 and saved["config"]["video_input_dim"] == 40
-    assert saved["config"]["lr"] == 1e-3 and saved["config"]["margin"] == 0.1
-    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in log] == list(range(6))
-    assert log[-1]["loss"] < log[1]["loss"]
+    assert saved["model_type"] == "vmnet"
+    assert saved["music_input_dim"] == 60 and saved["video_input_dim"] == 40
+    run_config = load_vmnet_config(out / "config.yaml")  # the resolved run settings
+    assert (run_config.music_input_dim, run_config.video_input_dim) == (60, 40)
+    assert run_config.lr == 1e-3 and run_config.margin == 0.1
+    log = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [r["epoch"] for r in log] == list(range(6))
+    assert log[-1]["train/loss"] < log[1]["train/loss"]
+    assert "dev/clip/music→video/R@10" in log[0] and "train/loss" not in log[0]
+    dev_results = json.loads((out / "dev_results.json").read_text())
+    # The kept checkpoint is the dev evaluation with the highest music→video R@10.
+    best_r10 = dev_results["results"]["clip"]["music→video"]["R@10"]
+    assert log[dev_results["best_epoch"]]["dev/clip/music→video/R@10"] == best_r10
+    assert best_r10 == max(r["dev/clip/music→video/R@10"] for r in log)
 
     results = json.loads((out / "results.json").read_text())["results"]["clip"]
     chance = results["chance"]["R@10"]
@@ -304,9 +400,9 @@ def test_end_to_end_on_synthetic_features(tmp_path, capsys):
     assert min(trained.values()) > 0.5, trained  # chance is 0.033
 
     # The same architecture untrained (same seed, standardised the same way) is near chance.
-    config = VMNetConfig(**saved["config"])
+    config = run_config
     torch.manual_seed(config.seed)
-    untrained = VMNet(config)
+    untrained = build_vmnet(config)
     untrained.set_standardization(torch.from_numpy(train.audio), torch.from_numpy(train.video))
     before = evaluate_vmnet(untrained, test)["clip"]["music→video"]["R@10"]
     assert before < 0.15 and trained["music→video"] > before + 0.4
@@ -324,6 +420,49 @@ def test_end_to_end_on_synthetic_features(tmp_path, capsys):
     assert main(["evaluate", "--model", str(out), "--test", str(tmp_path / "wrong.npz"),
                  "--output", str(tmp_path / "e2")]) == 2  # fmt: skip
     assert "music (audio) size 50 but the model takes 60" in capsys.readouterr().err
+
+
+def test_extractor_registry():
+    assert extractor_names("audio") == ("musicnn", "clap", "librosa", "array")
+    assert extractor_names("video") == ("r2plus1d", "videomae", "array")
+    settings = ExtractorSettings(preset="tiny", random_weights=True)
+    librosa = build_extractor("audio", ExtractorSpec("librosa"), settings)
+    assert librosa.per_clip and librosa.loader_options([48000, 16000]) == {"audio_rate": 16000}
+    video = build_extractor("video", ExtractorSpec("r2plus1d"), settings)
+    assert video.loader_options(()) == video.model.data_options()
+    assert not any(p.requires_grad for p in video.model.parameters()) and not video.model.training
+    frames, size = (
+        video.model.data_options()["num_frames"],
+        video.model.data_options()["video_size"],
+    )
+    features = video(torch.zeros(2, frames, 3, size, size, dtype=torch.uint8))
+    assert features.shape == (2, video.model.output_dim) and features.dtype == np.float32
+    assert video.metadata() == {"extractor": "r2plus1d", "source": None, "random_weights": True}
+    with pytest.raises(ValueError, match="must be one of"):
+        build_extractor("audio", ExtractorSpec("mfcc"), settings)
+    with pytest.raises(ValueError, match="needed with, and only with"):
+        build_extractor("video", ExtractorSpec("array"), settings)
+    with pytest.raises(ValueError, match="needed with, and only with"):
+        build_extractor("audio", ExtractorSpec("librosa", array="x.npz"), settings)
+    with pytest.raises(ValueError, match="--video-source is required"):
+        build_extractor("video", ExtractorSpec("videomae"), ExtractorSettings())
+
+
+def test_a_registered_extractor_is_offered_by_name(monkeypatch):
+    from trimodal.vmnet import extractors
+
+    monkeypatch.setitem(extractors._REGISTRY, "audio", dict(extractors._REGISTRY["audio"]))
+
+    @extractors.register_extractor
+    class Loudness(extractors.ClipExtractor):
+        modality, name = "audio", "loudness"
+
+    assert extractor_names("audio")[-1] == "loudness"
+    spec = ExtractorSpec("loudness", source="unused")
+    built = build_extractor("audio", spec, ExtractorSettings())
+    assert isinstance(built, Loudness) and built.metadata()["source"] == "unused"
+    with pytest.raises(ValueError, match="already registered"):
+        extractors.register_extractor(Loudness)
 
 
 # ----------------------------------------------------------------------------- extraction

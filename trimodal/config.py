@@ -436,15 +436,19 @@ def merge_config_dicts(base: dict[str, Any], update: dict[str, Any]) -> dict[str
 
 
 def load_config(
-    path: str | Path | None = None, overrides: Sequence[str] | dict[str, Any] = ()
-) -> ExperimentConfig:
+    path: str | Path | None = None,
+    overrides: Sequence[str] | dict[str, Any] = (),
+    config_class: type = ExperimentConfig,
+) -> Any:
     """Load an :class:`ExperimentConfig` from YAML (or defaults) and apply overrides.
 
     Args:
         path: a YAML file; ``None`` starts from the defaults.
         overrides: ``["--train.lr", "1e-4", ...]`` or an already nested mapping.
+        config_class: the config dataclass to build (default :class:`ExperimentConfig`);
+            its defaults, unknown keys and types are handled the same way.
     """
-    data: dict[str, Any] = to_dict(ExperimentConfig())
+    data: dict[str, Any] = to_dict(config_class())
     if path is not None:
         path = Path(path)
         if not path.is_file():
@@ -457,7 +461,7 @@ def load_config(
     if not isinstance(overrides, dict):
         overrides = parse_overrides(overrides)
     data = merge_config_dicts(data, overrides)
-    return from_dict(ExperimentConfig, data)
+    return from_dict(config_class, data)
 
 
 def save_config(config: Any, path: str | Path) -> Path:

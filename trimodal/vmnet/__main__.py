@@ -19,12 +19,17 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from trimodal.config import ConfigError
 
+if TYPE_CHECKING:
+    from trimodal.vmnet.extraction import ExtractionOptions
+
 
 def _parser() -> argparse.ArgumentParser:
-    from trimodal.vmnet.features import AUDIO_EXTRACTORS, VIDEO_EXTRACTORS
+    from trimodal.vmnet.extractors import extractor_names
 
     p = argparse.ArgumentParser(
         prog="python -m trimodal.vmnet",
@@ -35,8 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     f = sub.add_parser("features", help="extract the music and video features of a split")
     f.add_argument("--data", required=True, help="prepared dataset directory")
     f.add_argument("--split", required=True, help="train, dev or test")
-    f.add_argument("--audio", required=True, choices=AUDIO_EXTRACTORS)
-    f.add_argument("--video", required=True, choices=VIDEO_EXTRACTORS)
+    f.add_argument("--audio", required=True, choices=extractor_names("audio"))
+    f.add_argument("--video", required=True, choices=extractor_names("video"))
     f.add_argument("--out", required=True, help="output file (.npz or .safetensors)")
     f.add_argument("--audio-source", default=None, help="audio backbone weights")
     f.add_argument("--video-source", default=None, help="video backbone weights")
@@ -76,6 +81,35 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def extraction_options(args: argparse.Namespace) -> ExtractionOptions:
+    """The typed options of the ``features`` command from its parsed arguments."""
+    from trimodal.vmnet.extraction import ExtractionOptions
+    from trimodal.vmnet.extractors import ExtractorSettings, ExtractorSpec
+
+    specs = {
+        modality: ExtractorSpec(
+            name=getattr(args, modality),
+            source=getattr(args, f"{modality}_source"),
+            array=getattr(args, f"{modality}_array"),
+            key=getattr(args, f"{modality}_key"),
+        )
+        for modality in ("audio", "video")
+    }
+    return ExtractionOptions(
+        prepared=Path(args.data),
+        split=args.split,
+        audio=specs["audio"],
+        video=specs["video"],
+        settings=ExtractorSettings(
+            preset=args.preset, random_weights=args.random_weights, device=args.device
+        ),
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        skip_missing=args.skip_missing,
+        progress=not args.no_progress,
+    )
+
+
 def _print_summary(results: dict, ks: Sequence[int]) -> None:
     for level, table in results.items():
         for direction in ("music→video", "video→music", "chance"):
@@ -87,6 +121,52 @@ def _print_summary(results: dict, ks: Sequence[int]) -> None:
             )
 
 
+def _train(args: argparse.Namespace, overrides: list[str]) -> None:
+    from trimodal.vmnet.config import load_vmnet_config
+    from trimodal.vmnet.features import load_features
+    from trimodal.vmnet.training import train_vmnet
+
+    config = load_vmnet_config(args.config, overrides)
+    test = load_features(args.test) if args.test else None
+    summary = train_vmnet(
+        config,
+        load_features(args.train),
+        load_features(args.dev),
+        args.output,
+        test=test,
+        device=args.device,
+        progress=not args.no_progress,
+    )
+    dev = summary["best_dev"]["clip"]["music→video"]
+    print(
+        f"best dev music→video R@10 {100 * dev['R@10']:.2f} at epoch "
+        f"{summary['best_epoch']} ({summary['epochs_run']} epochs"
+        + (", stopped early)" if summary["stopped_early"] else ")")
+    )
+    print(f"model: {args.output}/model.safetensors, {args.output}/config.json")
+    if summary["test"] is not None:
+        _print_summary(summary["test"], config.eval_ks)
+        print(f"results: {args.output}/results.json, {args.output}/results.md")
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from trimodal.vmnet.evaluation import evaluate_vmnet
+    from trimodal.vmnet.features import load_features
+    from trimodal.vmnet.model import VMNet
+
+    model = VMNet.from_pretrained(args.model).to(args.device)
+    results = evaluate_vmnet(
+        model,
+        load_features(args.test),
+        args.output,
+        batch_size=args.batch_size,
+        device=args.device,
+        name=args.name,
+    )
+    _print_summary(results, model.config.eval_ks)
+    print(f"results: {args.output}/results.json, {args.output}/results.md")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args, rest = parser.parse_known_args(argv)
@@ -95,51 +175,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         if args.command == "features":
-            from trimodal.vmnet.features import features_main
+            from trimodal.vmnet.extraction import write_features
 
-            features_main(args)
+            write_features(extraction_options(args), args.out)
         elif args.command == "train":
-            from trimodal.vmnet.config import load_vmnet_config
-            from trimodal.vmnet.features import load_features
-            from trimodal.vmnet.training import train_vmnet
-
-            config = load_vmnet_config(args.config, rest)
-            test = load_features(args.test) if args.test else None
-            summary = train_vmnet(
-                config,
-                load_features(args.train),
-                load_features(args.dev),
-                args.output,
-                test=test,
-                device=args.device,
-                progress=not args.no_progress,
-            )
-            dev = summary["best_dev"]["clip"]["music→video"]
-            print(
-                f"best dev music→video R@10 {100 * dev['R@10']:.2f} at epoch "
-                f"{summary['best_epoch']} ({summary['epochs_run']} epochs"
-                + (", stopped early)" if summary["stopped_early"] else ")")
-            )
-            print(f"model: {args.output}/model.safetensors, {args.output}/config.json")
-            if summary["test"] is not None:
-                _print_summary(summary["test"], config.eval_ks)
-                print(f"results: {args.output}/results.json, {args.output}/results.md")
+            _train(args, rest)
         else:
-            from trimodal.vmnet.features import load_features
-            from trimodal.vmnet.model import VMNet
-            from trimodal.vmnet.training import evaluate_vmnet
-
-            model = VMNet.load(args.model, map_location=args.device)
-            results = evaluate_vmnet(
-                model,
-                load_features(args.test),
-                args.output,
-                batch_size=args.batch_size,
-                device=args.device,
-                name=args.name,
-            )
-            _print_summary(results, model.config.eval_ks)
-            print(f"results: {args.output}/results.json, {args.output}/results.md")
+            _evaluate(args)
     except (ConfigError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -22,9 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from trimodal.config import ConfigError, from_dict, parse_overrides, to_dict
+from trimodal.config import ConfigError, load_config
 
 
 @dataclasses.dataclass
@@ -52,7 +50,9 @@ class VMNetConfig:
     Objective (``vmnet_triplet``): ``lambdas`` (λ1..λ4 = video-anchored ranking, music-anchored
     ranking, video structure, music structure), ``margin``, ``top_k``, ``structure_margin``.
 
-    Optimisation: Adam with ``lr`` and ``weight_decay``; ``batch_size`` pairs per step;
+    Optimisation: Adam with ``lr`` and ``weight_decay`` (an L2 penalty on the weight matrices
+    only: biases and batch-norm parameters are not decayed, the rule of
+    :func:`trimodal.training.optim.parameter_groups`); ``batch_size`` pairs per step;
     at most ``epochs`` epochs; evaluation on the dev set every ``eval_every`` epochs; the best
     checkpoint is the one with the highest dev music→video R@10 (ties: lower mean rank);
     training stops after ``patience`` evaluations without improvement (``None``: never).
@@ -141,34 +141,15 @@ class VMNetConfig:
 def load_vmnet_config(
     path: str | Path | None = None, overrides: Sequence[str] | dict[str, Any] = ()
 ) -> VMNetConfig:
-    """Read a :class:`VMNetConfig` from YAML (top-level keys = field names) plus overrides.
+    """Read a :class:`VMNetConfig` from YAML (top-level keys = field names) plus overrides,
+    with the project's typed loader (:func:`trimodal.config.load_config`).
 
     Args:
-        path: a YAML file; ``None`` starts from the defaults. A file whose top level is a
-            ``vmnet:`` section is accepted too.
+        path: a YAML file; ``None`` starts from the defaults.
         overrides: ``["--lr", "1e-4", "--music_layers", "[512,256]"]`` or a mapping.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
         ConfigError: unknown key, wrong type or invalid value (the message names the key).
     """
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"VM-NET config file not found: {path}")
-        loaded = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping")
-        if set(loaded) == {"vmnet"} and isinstance(loaded["vmnet"], dict):
-            loaded = loaded["vmnet"]
-        data.update(loaded)
-    if not isinstance(overrides, dict):
-        overrides = parse_overrides(overrides)
-    data.update(overrides)
-    return from_dict(VMNetConfig, data)
-
-
-def vmnet_config_to_dict(config: VMNetConfig) -> dict[str, Any]:
-    """Plain-data form (what ``config.json`` holds)."""
-    return to_dict(config)
+    return load_config(path, overrides, config_class=VMNetConfig)

@@ -21,13 +21,21 @@ batch before the projection onto the sphere, which keeps every dimension in use.
 ReLU → Dropout), a common variant that is not in the paper. The z-score of the inputs
 (``standardize``) is ours, see :class:`~trimodal.vmnet.config.VMNetConfig`.
 
+:class:`VMNet` is a transformers ``PreTrainedModel``: ``save_pretrained`` writes
+``model.safetensors`` (weights and the standardisation buffers) and ``config.json``
+(:class:`VMNetModelConfig`), ``from_pretrained`` reads them back offline — and also reads the
+directories the earlier ``VMNet.save`` wrote (same weights; their ``config.json`` nested the
+settings under ``"config"``).
+
 Because both outputs have unit norm, ``‖e_M − e_V‖² = 2 − 2·cos``: ranking by Euclidean
 distance (the paper) and by cosine similarity (:mod:`trimodal.metrics.retrieval`) agree.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,12 +43,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
+from transformers.utils import ModelOutput
 
 from trimodal.config import from_dict
-from trimodal.utils import atomic_path, atomic_write_json
-from trimodal.vmnet.config import VMNetConfig, vmnet_config_to_dict
+from trimodal.vmnet.config import VMNetConfig
 
-WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 
 
@@ -100,26 +108,99 @@ class VMNetBranch(nn.Module):
         return F.normalize(self.layers(x), p=2.0, dim=1)
 
 
-class VMNet(nn.Module):
+class VMNetModelConfig(PretrainedConfig):
+    """Configuration of :class:`VMNet` (stored as ``config.json``): the network part of a
+    :class:`~trimodal.vmnet.config.VMNetConfig` (see it for each setting), with the input sizes
+    resolved, plus ``eval_ks``, the k of R@k that ``evaluate`` reports for this model."""
+
+    model_type = "vmnet"
+    #: The :class:`VMNetConfig` fields this config takes over.
+    RUN_FIELDS = (
+        "music_input_dim",
+        "video_input_dim",
+        "music_layers",
+        "video_layers",
+        "dropout",
+        "hidden_batch_norm",
+        "batch_norm_eps",
+        "batch_norm_momentum",
+        "eval_ks",
+    )
+
+    def __init__(
+        self,
+        music_input_dim: int | None = None,
+        video_input_dim: int | None = None,
+        music_layers: list[int] | None = None,
+        video_layers: list[int] | None = None,
+        dropout: float = 0.5,
+        hidden_batch_norm: bool = False,
+        batch_norm_eps: float = 1e-3,
+        batch_norm_momentum: float = 0.01,
+        eval_ks: list[int] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        defaults = VMNetConfig()
+        self.music_input_dim = music_input_dim
+        self.video_input_dim = video_input_dim
+        self.music_layers = list(music_layers or defaults.music_layers)
+        self.video_layers = list(video_layers or defaults.video_layers)
+        self.dropout = dropout
+        self.hidden_batch_norm = hidden_batch_norm
+        self.batch_norm_eps = batch_norm_eps
+        self.batch_norm_momentum = batch_norm_momentum
+        self.eval_ks = list(eval_ks or defaults.eval_ks)
+        super().__init__(**kwargs)
+
+    @classmethod
+    def from_run_config(cls, config: VMNetConfig) -> VMNetModelConfig:
+        """The network settings of a run's (validated) :class:`VMNetConfig`."""
+        return cls(**{name: getattr(config, name) for name in cls.RUN_FIELDS})
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.music_layers[-1])
+
+
+@dataclasses.dataclass
+class VMNetOutput(ModelOutput):
+    """Output of :meth:`VMNet.forward`: unit-norm embeddings ``[B, D]`` of the modalities
+    given (music is the audio modality; the other is ``None``)."""
+
+    audio_embeds: torch.Tensor | None = None
+    video_embeds: torch.Tensor | None = None
+
+    @property
+    def embeddings(self) -> dict[str, torch.Tensor]:
+        """``{"audio": e_M [B, D], "video": e_V [B, D]}`` for the modalities present — the
+        form the objectives take."""
+        pairs = (("audio", self.audio_embeds), ("video", self.video_embeds))
+        return {m: e for m, e in pairs if e is not None}
+
+
+class VMNet(PreTrainedModel):
     """Music and video branches into one unit-norm embedding space.
 
     Args:
-        config: the network settings; ``music_input_dim`` and ``video_input_dim`` must be set
-            (the trainer fills them from the feature files).
+        config: the network; ``music_input_dim`` and ``video_input_dim`` must be set
+            (:func:`build_vmnet` and the trainer fill them from the feature files).
 
     Buffers ``music_mean``/``music_std``/``video_mean``/``video_std`` hold the input
-    standardisation (identity until :meth:`set_standardization`); they are saved with the
-    weights.
+    standardisation (identity until :meth:`set_standardization`); ``save_pretrained`` writes
+    them with the weights.
     """
 
-    def __init__(self, config: VMNetConfig) -> None:
-        super().__init__()
+    config_class = VMNetModelConfig
+    base_model_prefix = "vmnet"
+    main_input_name = "audio"
+
+    def __init__(self, config: VMNetModelConfig) -> None:
+        super().__init__(config)
         if config.music_input_dim is None or config.video_input_dim is None:
             raise ValueError(
                 "VMNet needs music_input_dim and video_input_dim (set them, or train from a "
                 "feature file, which fills them in)"
             )
-        self.config = config
         branch_options = {
             "dropout": config.dropout,
             "hidden_batch_norm": config.hidden_batch_norm,
@@ -131,6 +212,18 @@ class VMNet(nn.Module):
         for name, dim in (("music", config.music_input_dim), ("video", config.video_input_dim)):
             self.register_buffer(f"{name}_mean", torch.zeros(dim))
             self.register_buffer(f"{name}_std", torch.ones(dim))
+        self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        # Each branch initialises itself when built (VMNetBranch.reset_parameters); the
+        # transformers default (normal, std 0.02) would replace that He initialisation.
+        pass
+
+    @property
+    def modalities(self) -> list[str]:
+        """The embedded modalities, as :func:`trimodal.embedding.extract_embeddings` reads
+        them (music is the audio modality)."""
+        return ["audio", "video"]
 
     @torch.no_grad()
     def set_standardization(self, music: Tensor, video: Tensor, eps: float = 1e-6) -> None:
@@ -147,7 +240,8 @@ class VMNet(nn.Module):
             getattr(self, f"{name}_std").copy_(std)
 
     def standardized(self, modality: str, x: Tensor) -> Tensor:
-        """The branch input: ``x [B, F]`` z-scored with the stored statistics."""
+        """The branch input: ``x [B, F]`` z-scored with the stored statistics (``modality``:
+        ``"music"`` or ``"video"``)."""
         mean, std = getattr(self, f"{modality}_mean"), getattr(self, f"{modality}_std")
         if x.ndim != 2 or x.shape[1] != mean.shape[0]:
             raise ValueError(
@@ -163,46 +257,58 @@ class VMNet(nn.Module):
         """Video features ``[B, F_V]`` → embeddings ``[B, D]`` (unit norm)."""
         return self.video(self.standardized("video", x))
 
-    def forward(self, music: Tensor, video: Tensor) -> dict[str, Tensor]:
-        """``{"audio": e_M [B, D], "video": e_V [B, D]}`` — the keys the objectives expect
-        (music is the audio modality)."""
-        return {"audio": self.encode_music(music), "video": self.encode_video(video)}
-
-    # ------------------------------------------------------------------ persistence
-
-    def save(self, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
-        """Write ``model.safetensors`` and ``config.json`` (config + ``extra``) atomically."""
-        from safetensors.torch import save_file
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        with atomic_path(directory / WEIGHTS_FILE) as tmp:
-            save_file(state, str(tmp), metadata={"format": "pt", "model": "vmnet"})
-        atomic_write_json(
-            directory / CONFIG_FILE,
-            {"model_type": "vmnet", "config": vmnet_config_to_dict(self.config), **(extra or {})},
+    def forward(
+        self, audio: Tensor | None = None, video: Tensor | None = None, return_dict: bool = True
+    ) -> VMNetOutput | tuple:
+        """Embed music features ``audio [B, F_M]`` and/or video features ``video [B, F_V]``;
+        see :class:`VMNetOutput`."""
+        if audio is None and video is None:
+            raise ValueError("forward needs audio= (music features) or video=")
+        output = VMNetOutput(
+            audio_embeds=None if audio is None else self.encode_music(audio),
+            video_embeds=None if video is None else self.encode_video(video),
         )
-        return directory
+        return output if return_dict else output.to_tuple()
 
     @classmethod
-    def load(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> VMNet:
-        """Rebuild a saved model (in eval mode) from ``directory``."""
-        from safetensors.torch import load_file
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args, **kwargs):
+        """Load a model saved with ``save_pretrained`` (or the earlier ``VMNet.save``) from a
+        local directory, in eval mode.
 
-        directory = Path(directory)
-        config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
-        for path in (config_path, weights_path):
-            if not path.is_file():
-                raise FileNotFoundError(
-                    f"not a VM-NET model directory: {path} is missing (train one with "
-                    "`python -m trimodal.vmnet train`)"
-                )
-        meta = json.loads(config_path.read_text())
-        if meta.get("model_type") != "vmnet":
-            raise ValueError(
-                f"{config_path} is not a VM-NET config (model_type {meta.get('model_type')!r})"
+        Raises:
+            FileNotFoundError: the directory has no ``config.json``.
+        """
+        directory = Path(pretrained_model_name_or_path)
+        if not (directory / CONFIG_FILE).is_file():
+            raise FileNotFoundError(
+                f"not a VM-NET model directory: {directory / CONFIG_FILE} is missing (train one "
+                "with `python -m trimodal.vmnet train`)"
             )
-        model = cls(from_dict(VMNetConfig, meta["config"]))
-        model.load_state_dict(load_file(str(weights_path), device=str(map_location)), strict=True)
-        return model.eval()
+        kwargs.setdefault("local_files_only", True)
+        legacy = _legacy_config(directory / CONFIG_FILE)
+        if legacy is not None and "config" not in kwargs:
+            kwargs["config"] = legacy
+        return super().from_pretrained(directory, *args, **kwargs).eval()
+
+
+def _legacy_config(path: Path) -> VMNetModelConfig | None:
+    """The config of a directory written by the earlier ``VMNet.save`` (``{"model_type":
+    "vmnet", "config": {run settings}, ...}``), or ``None`` for a ``save_pretrained`` one."""
+    meta = json.loads(path.read_text())
+    if meta.get("model_type") != "vmnet":
+        raise ValueError(f"{path} is not a VM-NET config (model_type {meta.get('model_type')!r})")
+    if not isinstance(meta.get("config"), dict) or "music_layers" in meta:
+        return None
+    return VMNetModelConfig.from_run_config(from_dict(VMNetConfig, meta["config"]))
+
+
+def build_vmnet(config: VMNetConfig) -> VMNet:
+    """A freshly initialised :class:`VMNet` for the network settings of ``config`` (its input
+    sizes must be set)."""
+    return VMNet(VMNetModelConfig.from_run_config(config))
+
+
+AutoConfig.register("vmnet", VMNetModelConfig)
+AutoModel.register(VMNetModelConfig, VMNet)
+
+__all__ = ["VMNet", "VMNetBranch", "VMNetModelConfig", "VMNetOutput", "build_vmnet"]

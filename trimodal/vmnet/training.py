@@ -1,186 +1,220 @@
-"""Training and evaluation of VM-NET on feature files.
+"""Training of VM-NET on feature files, from the project's shared training pieces.
 
-Training (:func:`train_vmnet`) is a plain, seeded torch loop: Adam on the ``vmnet_triplet``
-objective over shuffled batches of (music, video) pairs, the structure terms fed with the
-(standardised) input features. The dev set is evaluated before training and every
-``eval_every`` epochs; the checkpoint with the best dev music→video R@10 is kept (ties: lower
-mean rank), and training stops after ``patience`` evaluations without improvement.
+:func:`train_vmnet` runs seeded epochs of Adam on the ``vmnet_triplet`` objective over
+shuffled batches of (music, video) pairs, the structure terms fed with the (standardised)
+input features. The dev set is evaluated before training and every ``eval_every`` epochs; the
+checkpoint with the best dev music→video R@10 is kept (ties: lower mean rank), and training
+stops after ``patience`` evaluations without improvement.
 
-Evaluation (:func:`evaluate_vmnet`) embeds the **whole** split and ranks each query's partner
-against every item of the other modality (:func:`trimodal.metrics.retrieval.retrieval_metrics`:
-1-based, pessimistic ties), in both directions, with the chance row ``R@k = k/N`` (seed 003,
-§V-B). At clip level every row is one query; at video level (only when some video has several
-clips) each video's clip embeddings are averaged first.
+Why a short loop rather than a :class:`~trimodal.training.Trainer` subclass: the Trainer is
+built around prepared *clip* datasets — it opens ``PreparedClips`` from ``data.prepared_dir``,
+batches with one clip per video, caches frozen backbones' outputs, accumulates gradients in
+Accelerate windows and validates a few times per epoch — while VM-NET trains on two in-memory
+feature matrices with a fresh permutation per epoch, needs the inputs in its loss (the
+structure terms; ``Trainer._loss`` passes embeddings and logit scale only) and evaluates once
+before training and then per epoch. Taking feature batches would mean rewriting the Trainer's
+constructor and loop. What the two share is shared code: the parameter groups and the
+learning-rate schedule (:mod:`trimodal.training.optim`), the objective registry, the
+best-checkpoint rule (:class:`~trimodal.training.selection.BestSelection`), the
+``metrics.jsonl`` log (the Trainer's :class:`~trimodal.training.trainer.JSONLTracker`),
+``save_pretrained``, the resolved config as ``config.yaml`` (:func:`trimodal.config.save_config`),
+atomic writes and the embedding and retrieval path (:mod:`trimodal.vmnet.evaluation`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
+import os
+import tempfile
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from trimodal.metrics.retrieval import cross_modal_retrieval
+from trimodal.config import save_config
 from trimodal.objectives import get_objective
-from trimodal.utils import atomic_write_json, atomic_write_text, seed_everything
+from trimodal.training.optim import build_scheduler, parameter_groups
+from trimodal.training.selection import BestSelection
+from trimodal.training.trainer import JSONLTracker
+from trimodal.utils import atomic_write_json, seed_everything
 from trimodal.vmnet.config import VMNetConfig
+from trimodal.vmnet.evaluation import (
+    check_feature_sizes,
+    embed_features,
+    evaluate_vmnet,
+    retrieval_results,
+)
 from trimodal.vmnet.features import FeatureSet
-from trimodal.vmnet.model import VMNet
+from trimodal.vmnet.model import VMNet, build_vmnet
 
 logger = logging.getLogger(__name__)
 
-DIRECTIONS = {"audio→video": "music→video", "video→audio": "video→music"}
 SELECT_DIRECTION = "music→video"
 SELECT_K = 10
-LOG_FILE = "train_log.jsonl"
+DEV_RESULTS_FILE = "dev_results.json"
 
 
-# ============================================================================ evaluation
-
-
-@torch.no_grad()
-def embed_features(
-    model: VMNet, features: FeatureSet, batch_size: int = 4096, device: str | torch.device = "cpu"
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Embeddings of every row in eval mode: ``(music [N, D], video [N, D])`` on the CPU."""
-    was_training = model.training
-    model.eval()
-    music, video = [], []
-    for start in range(0, len(features), batch_size):
-        stop = start + batch_size
-        m = torch.from_numpy(features.audio[start:stop]).to(device)
-        v = torch.from_numpy(features.video[start:stop]).to(device)
-        music.append(model.encode_music(m).float().cpu())
-        video.append(model.encode_video(v).float().cpu())
-    model.train(was_training)
-    return torch.cat(music), torch.cat(video)
-
-
-def retrieval_results(
-    music: torch.Tensor | np.ndarray,
-    video: torch.Tensor | np.ndarray,
-    video_ids: Sequence[str],
-    ks: Sequence[int] = (1, 10, 25),
-) -> dict[str, dict[str, dict[str, float]]]:
-    """Music→video and video→music retrieval over the whole set, plus chance.
-
-    Args:
-        music, video: ``[N, D]`` embeddings; row i of each is clip i (its true partner).
-        video_ids: ``[N]``; the video level is added when some video has several clips.
-    Returns:
-        ``{"clip": {"music→video": m, "video→music": m, "chance": m}, ["video": {...}]}`` with
-        ``m`` as :func:`trimodal.metrics.retrieval.retrieval_metrics` returns (R@k fractions,
-        mean/median rank, MRR, ``num_queries``, ``gallery_size``).
-    """
-    levels = ["clip"]
-    if len(set(video_ids)) < len(video_ids):
-        levels.append("video")
-    raw = cross_modal_retrieval(
-        {"audio": music, "video": video}, list(video_ids), levels=levels, ks=tuple(ks)
-    )
-    return {
-        level: {DIRECTIONS.get(name, name): metrics for name, metrics in table.items()}
-        for level, table in raw.items()
-    }
-
-
-def _selection_key(results: dict[str, Any]) -> tuple[float, float]:
+def selection_key(results: dict[str, Any]) -> tuple[float, float]:
+    """What the best checkpoint maximises: ``(clip music→video R@10, −mean rank)``."""
     m = results["clip"][SELECT_DIRECTION]
     return (m[f"R@{SELECT_K}"], -m["mean_rank"])
 
 
-def results_markdown(results: dict[str, Any], ks: Sequence[int], title: str) -> str:
-    """Seed 003's table layout (percentages), one table per level, with median ranks."""
-    lines = [f"# {title}", ""]
-    for level, table in results.items():
-        n = table["chance"]["num_queries"]
-        lines += [f"## {level} level (N = {n}, whole set as gallery)", ""]
-        head = ["", *(f"M→V R@{k}" for k in ks), "M→V median rank"]
-        head += [*(f"V→M R@{k}" for k in ks), "V→M median rank"]
-        lines.append("| " + " | ".join(head) + " |")
-        lines.append("|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|")
-        chance = table["chance"]
-        for name, mv, vm in (
-            ("Chance", chance, chance),
-            ("VM-NET", table["music→video"], table["video→music"]),
-        ):
-            cells = [name]
-            for metrics in (mv, vm):
-                cells += [f"{100 * metrics[f'R@{k}']:.2f}" for k in ks]
-                cells.append(f"{metrics['median_rank']:g}")
-            lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
-    lines.append("R@k in %; ranks are 1-based, ties counted against the model.")
-    return "\n".join(lines) + "\n"
+def dev_log_values(results: dict[str, Any], ks: tuple[int, ...]) -> dict[str, float]:
+    """Clip-level R@k and median ranks of both directions, as ``dev/clip/<direction>/<name>``
+    (the Trainer's naming of validation metrics)."""
+    out = {}
+    for direction in ("music→video", "video→music"):
+        m = results["clip"][direction]
+        for name in [f"R@{k}" for k in ks] + ["median_rank"]:
+            out[f"dev/clip/{direction}/{name}"] = m[name]
+    return out
 
 
-def evaluate_vmnet(
-    model: VMNet,
-    features: FeatureSet,
-    output_dir: str | Path | None = None,
-    *,
-    ks: Sequence[int] | None = None,
-    batch_size: int = 4096,
-    device: str | torch.device = "cpu",
-    name: str = "test",
-) -> dict[str, Any]:
-    """Retrieval results of ``model`` on the whole of ``features``; with ``output_dir`` also
-    writes ``results.json`` and ``results.md`` there.
-
-    Raises:
-        ValueError: the feature sizes do not match the model's inputs.
-    """
-    _check_dims(model.config, features, name)
-    ks = tuple(ks or model.config.eval_ks)
-    music, video = embed_features(model, features, batch_size, device)
-    results = retrieval_results(music, video, features.video_ids, ks)
-    if output_dir is not None:
-        output_dir = Path(output_dir)
-        payload = {
-            "split": name,
-            "num_clips": len(features),
-            "num_videos": len(set(features.video_ids)),
-            "ks": list(ks),
-            "features": features.metadata,
-            "results": results,
-        }
-        atomic_write_json(output_dir / "results.json", payload)
-        atomic_write_text(
-            output_dir / "results.md", results_markdown(results, ks, f"VM-NET retrieval ({name})")
-        )
-    return results
+def batches_per_epoch(n: int, batch_size: int) -> int:
+    """How many batches :func:`shuffled_batches` gives for ``n`` rows."""
+    full, rest = divmod(n, batch_size)
+    return full + (1 if rest >= 2 or full == 0 else 0)
 
 
-# ============================================================================ training
-
-
-def _check_dims(config: VMNetConfig, features: FeatureSet, name: str) -> None:
-    for modality, want, got in (
-        ("music (audio)", config.music_input_dim, features.audio_dim),
-        ("video", config.video_input_dim, features.video_dim),
-    ):
-        if want is not None and want != got:
-            raise ValueError(
-                f"{name} features have {modality} size {got} but the model takes {want} "
-                "(extract every split with the same extractors)"
-            )
-
-
-def _batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
-    """Shuffled index batches; a trailing batch of one row is dropped (batch norm and the
+def shuffled_batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """Index batches of one epoch; a trailing batch of one row is dropped (batch norm and the
     ranking terms need two), a different row each epoch."""
     order = torch.randperm(n, generator=generator)
     batches = list(order.split(batch_size))
     if len(batches) > 1 and batches[-1].numel() < 2:
         batches.pop()
     return batches
+
+
+def save_model_atomically(model: VMNet, directory: Path) -> None:
+    """``save_pretrained`` into a temporary folder, then each file renamed into ``directory``:
+    a crash while saving leaves the previous checkpoint's files, never a partial one."""
+    with tempfile.TemporaryDirectory(prefix=".save.", dir=directory) as tmp:
+        model.save_pretrained(tmp)
+        for path in Path(tmp).iterdir():
+            os.replace(path, directory / path.name)
+
+
+class _TrainingRun:
+    """The state of one :func:`train_vmnet` call: model, optimiser, log and selection."""
+
+    def __init__(
+        self, model: VMNet, config: VMNetConfig, train: FeatureSet, dev: FeatureSet, output: Path
+    ) -> None:
+        self.model, self.config, self.dev, self.output = model, config, dev, output
+        device = next(model.parameters()).device
+        self.objective = get_objective("vmnet_triplet", **config.objective_options())
+        self.optimizer = torch.optim.Adam(
+            parameter_groups(model, config.weight_decay), lr=config.lr
+        )
+        self.music = torch.from_numpy(train.audio).to(device)
+        self.video = torch.from_numpy(train.video).to(device)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        # A constant rate (VM-NET's fixed-rate Adam), from the shared schedule builder: a
+        # warm-up or decay would be an argument here, not new code.
+        steps = batches_per_epoch(len(train), config.batch_size) * config.epochs
+        self.scheduler = build_scheduler(self.optimizer, steps, 0.0, schedule="constant")
+        (output / "metrics.jsonl").unlink(missing_ok=True)  # one run's log, not appended
+        self.tracker = JSONLTracker("vmnet", output)
+        self.selection = BestSelection(mode="max", patience=config.patience)
+        self.features = {"train": train.metadata, "dev": dev.metadata}
+        self.untrained: dict[str, Any] = {}
+        self.best_dev: dict[str, Any] = {}
+
+    def train_epoch(self) -> dict[str, float]:
+        """One pass over shuffled batches; the mean of each loss term over the batches."""
+        self.model.train()
+        sums: dict[str, float] = {}
+        batches = shuffled_batches(len(self.music), self.config.batch_size, self.generator)
+        for index in batches:
+            index = index.to(self.music.device)
+            music, video = self.music[index], self.video[index]
+            out = self.objective(
+                self.model(music, video).embeddings,
+                features={
+                    "audio": self.model.standardized("music", music),
+                    "video": self.model.standardized("video", video),
+                },
+            )
+            self.optimizer.zero_grad(set_to_none=True)
+            out["loss"].backward()
+            self.optimizer.step()
+            self.scheduler.step()
+            for key, value in out.items():
+                sums[key] = sums.get(key, 0.0) + float(value.detach())
+        return {key: value / len(batches) for key, value in sums.items()}
+
+    def validate(self, epoch: int) -> dict[str, Any]:
+        """Dev retrieval at ``epoch``; the model and ``dev_results.json`` are saved when it is
+        the best so far."""
+        device = next(self.model.parameters()).device
+        music, video = embed_features(self.model, self.dev, device=device)
+        results = retrieval_results(music, video, self.dev.video_ids, tuple(self.config.eval_ks))
+        if epoch == 0:
+            self.untrained = results
+        if self.selection.update(selection_key(results), epoch):
+            self.best_dev = results
+            save_model_atomically(self.model, self.output)
+            atomic_write_json(
+                self.output / DEV_RESULTS_FILE,
+                {
+                    "best_epoch": epoch,
+                    "results": results,
+                    "untrained": self.untrained,
+                    "features": self.features,
+                },
+            )
+        return results
+
+    def log(self, epoch: int, train_terms: dict[str, float], dev: dict[str, Any] | None) -> None:
+        values: dict[str, Any] = {"epoch": epoch}
+        values.update({f"train/{key}": value for key, value in train_terms.items()})
+        if dev is not None:
+            values.update(dev_log_values(dev, tuple(self.config.eval_ks)))
+        self.tracker.log(values, step=epoch)
+
+    def fit(self, progress: bool) -> dict[str, Any]:
+        """Evaluate the untrained model, then train until ``epochs`` or patience runs out."""
+        from tqdm.auto import tqdm
+
+        cfg = self.config
+        self.log(0, {}, self.validate(0))
+        epoch, started = 0, time.monotonic()
+        bar = tqdm(range(1, cfg.epochs + 1), desc="vmnet", unit="epoch", disable=not progress)
+        for epoch in bar:
+            terms = self.train_epoch()
+            if not math.isfinite(terms["loss"]):
+                raise FloatingPointError(f"VM-NET loss is {terms['loss']} at epoch {epoch}")
+            postfix = {"loss": f"{terms['loss']:.4f}"}
+            dev = None
+            if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+                dev = self.validate(epoch)
+                postfix["dev M→V R@10"] = f"{dev['clip'][SELECT_DIRECTION]['R@10']:.4f}"
+                best_r10 = self.selection.best_value[0]
+                postfix["best"] = f"{best_r10:.4f}@{self.selection.best_step}"
+            self.log(epoch, terms, dev)
+            bar.set_postfix(postfix)
+            if self.selection.exhausted:
+                break
+        bar.close()
+        logger.info(
+            "VM-NET: %d epochs in %.1f s, best dev music→video R@10 %.4f at epoch %d",
+            epoch,
+            time.monotonic() - started,
+            self.selection.best_value[0],
+            self.selection.best_step,
+        )
+        return {
+            "best_epoch": self.selection.best_step,
+            "best_dev": self.best_dev,
+            "epochs_run": epoch,
+            "stopped_early": self.selection.exhausted,
+            "untrained_dev": self.untrained,
+        }
 
 
 def train_vmnet(
@@ -195,14 +229,15 @@ def train_vmnet(
 ) -> dict[str, Any]:
     """Train VM-NET, keep the best dev checkpoint in ``output_dir``, optionally test it.
 
-    Writes to ``output_dir``: ``model.safetensors`` + ``config.json`` (the best checkpoint;
-    ``config.json`` also records the epoch, dev results and feature metadata),
-    ``train_log.jsonl`` (one line per epoch: losses, dev metrics), ``dev_results.json`` and,
-    with ``test``, ``results.json`` + ``results.md``.
+    Writes to ``output_dir``: ``model.safetensors`` + ``config.json`` (the best checkpoint,
+    ``save_pretrained``), ``config.yaml`` (the resolved run config), ``metrics.jsonl`` (one
+    line per epoch: ``train/<loss term>`` means, ``dev/clip/<direction>/<metric>``),
+    ``dev_results.json`` (best epoch, its dev results, the untrained model's, the features'
+    metadata) and, with ``test``, ``results.json`` + ``results.md``.
 
     Returns:
-        ``{"best_epoch", "best_dev", "epochs_run", "stopped_early", "test" (or None),
-        "untrained_dev"}``.
+        ``{"best_epoch", "best_dev", "epochs_run", "stopped_early", "untrained_dev", "test"
+        (or None)}``.
     """
     if len(train) < 2:
         raise ValueError(f"need at least 2 training pairs, got {len(train)}")
@@ -214,127 +249,23 @@ def train_vmnet(
     )
     for name, split in (("train", train), ("dev", dev), ("test", test)):
         if split is not None:
-            _check_dims(config, split, name)
+            check_feature_sizes(config, split, name)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, output_dir / "config.yaml")
 
     seed_everything(config.seed)
-    model = VMNet(config)
+    model = build_vmnet(config)
     if config.standardize:
         model.set_standardization(torch.from_numpy(train.audio), torch.from_numpy(train.video))
     model.to(device)
-    objective = get_objective("vmnet_triplet", **config.objective_options())
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    music_all = torch.from_numpy(train.audio).to(device)
-    video_all = torch.from_numpy(train.video).to(device)
-    generator = torch.Generator().manual_seed(config.seed)
-    ks = tuple(config.eval_ks)
-    extra = {"features": {"train": train.metadata, "dev": dev.metadata}}
-
-    def dev_eval() -> dict[str, Any]:
-        music, video = embed_features(model, dev, device=device)
-        return retrieval_results(music, video, dev.video_ids, ks)
-
-    log_path = output_dir / LOG_FILE
-    log_path.write_text("")
-    untrained = dev_eval()
-    best_key, best_epoch, best_dev = _selection_key(untrained), 0, untrained
-    model.save(output_dir, {**extra, "epoch": 0, "dev": untrained})
-    _append_log(log_path, {"epoch": 0, "dev": _short(untrained, ks)})
-    stale, stopped_early, epoch = 0, False, 0
-
-    from tqdm.auto import tqdm
-
-    bar = tqdm(range(1, config.epochs + 1), desc="vmnet", unit="epoch", disable=not progress)
-    started = time.monotonic()
-    for epoch in bar:
-        model.train()
-        sums: dict[str, float] = {}
-        batches = _batches(len(train), config.batch_size, generator)
-        for index in batches:
-            index = index.to(device)
-            music, video = music_all[index], video_all[index]
-            out = objective(
-                model(music, video),
-                features={
-                    "audio": model.standardized("music", music),
-                    "video": model.standardized("video", video),
-                },
-            )
-            optimizer.zero_grad(set_to_none=True)
-            out["loss"].backward()
-            optimizer.step()
-            for key, value in out.items():
-                sums[key] = sums.get(key, 0.0) + float(value.detach())
-        record: dict[str, Any] = {
-            "epoch": epoch,
-            **{k: v / len(batches) for k, v in sums.items()},
-        }
-        if not math.isfinite(record["loss"]):
-            raise FloatingPointError(f"VM-NET loss is {record['loss']} at epoch {epoch}")
-        postfix = {"loss": f"{record['loss']:.4f}"}
-        if epoch % config.eval_every == 0 or epoch == config.epochs:
-            dev_results = dev_eval()
-            record["dev"] = _short(dev_results, ks)
-            key = _selection_key(dev_results)
-            if key > best_key:
-                best_key, best_epoch, best_dev, stale = key, epoch, dev_results, 0
-                model.save(output_dir, {**extra, "epoch": epoch, "dev": dev_results})
-            else:
-                stale += 1
-            postfix["dev M→V R@10"] = f"{dev_results['clip'][SELECT_DIRECTION]['R@10']:.4f}"
-            postfix["best"] = f"{best_key[0]:.4f}@{best_epoch}"
-        _append_log(log_path, record)
-        bar.set_postfix(postfix)
-        if config.patience is not None and stale >= config.patience:
-            stopped_early = True
-            break
-    bar.close()
-    logger.info(
-        "VM-NET: %d epochs in %.1f s, best dev music→video R@10 %.4f at epoch %d",
-        epoch,
-        time.monotonic() - started,
-        best_key[0],
-        best_epoch,
-    )
-    atomic_write_json(
-        output_dir / "dev_results.json",
-        {"best_epoch": best_epoch, "results": best_dev, "untrained": untrained},
-    )
-    test_results = None
+    summary = _TrainingRun(model, config, train, dev, output_dir).fit(progress)
+    summary["test"] = None
     if test is not None:
-        best = VMNet.load(output_dir, map_location=device)
-        test_results = evaluate_vmnet(best, test, output_dir, device=device)
-    return {
-        "best_epoch": best_epoch,
-        "best_dev": best_dev,
-        "epochs_run": epoch,
-        "stopped_early": stopped_early,
-        "untrained_dev": untrained,
-        "test": test_results,
-    }
+        best = VMNet.from_pretrained(output_dir).to(device)
+        summary["test"] = evaluate_vmnet(best, test, output_dir, device=device)
+    return summary
 
 
-def _short(results: dict[str, Any], ks: Sequence[int]) -> dict[str, float]:
-    """Clip-level R@k and median ranks, both directions, for the log."""
-    out = {}
-    for direction in ("music→video", "video→music"):
-        m = results["clip"][direction]
-        out.update({f"{direction}/R@{k}": m[f"R@{k}"] for k in ks})
-        out[f"{direction}/median_rank"] = m["median_rank"]
-    return out
-
-
-def _append_log(path: Path, record: dict[str, Any]) -> None:
-    with path.open("a") as f:
-        f.write(json.dumps(record, ensure_ascii=False) + "\n")
-
-
-__all__ = [
-    "embed_features",
-    "evaluate_vmnet",
-    "results_markdown",
-    "retrieval_results",
-    "train_vmnet",
-]
+__all__ = ["batches_per_epoch", "selection_key", "shuffled_batches", "train_vmnet"]

@@ -294,8 +294,11 @@ def _network(p: argparse.ArgumentParser) -> None:
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``yt8m-*`` sub-commands to ``python -m data_prep``."""
-    from data_prep.youtube8m.api import DEFAULT_API_KEY_ENV, DEFAULT_API_URL, DEFAULT_ID_MAP_URL
+    for add in (_add_labels, _add_records, _add_ids, _add_metadata, _add_filter, _add_corpus):
+        add(subparsers)
 
+
+def _add_labels(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "yt8m-labels", help="YouTube-8M: select labels (default: the study's 45 music labels)"
     )
@@ -310,6 +313,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=_guard(cmd_labels))
 
+
+def _add_records(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "yt8m-records", help="YouTube-8M: keep videos with a selected label from TFRecords"
     )
@@ -321,6 +326,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-verify-crc", action="store_true", help="skip CRC checks (salvaging only)")
     p.set_defaults(func=_guard(cmd_records))
 
+
+def _add_ids(subparsers: argparse._SubParsersAction) -> None:
+    from data_prep.youtube8m.api import DEFAULT_ID_MAP_URL
+
     p = subparsers.add_parser("yt8m-ids", help="YouTube-8M: map pseudo ids to YouTube ids")
     _common(p)
     _network(p)
@@ -329,6 +338,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--workers", type=int, default=4, help="parallel requests (4)")
     p.set_defaults(func=_guard(cmd_ids))
+
+
+def _add_metadata(subparsers: argparse._SubParsersAction) -> None:
+    from data_prep.youtube8m.api import DEFAULT_API_KEY_ENV, DEFAULT_API_URL
 
     p = subparsers.add_parser(
         "yt8m-metadata", help="YouTube-8M: fetch video metadata with the YouTube Data API"
@@ -351,6 +364,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=_guard(cmd_metadata))
 
+
+def _add_filter(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("yt8m-filter", help="YouTube-8M: quality filters and age splits")
     _common(p)
     p.add_argument("--min-duration", type=float, default=100, help="seconds (100; -1: off)")
@@ -373,6 +388,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=_guard(cmd_filter))
 
+
+def _add_corpus(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "yt8m-corpus", help="YouTube-8M: write the raw corpus for the downloaded media"
     )

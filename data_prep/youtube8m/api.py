@@ -411,10 +411,7 @@ def fetch_metadata(
     done = {e.get("youtube_id") for e in read_jsonl(out_path)}
     todo = [i for i in ids if i not in done]
     s = StepSummary(total=len(ids), already_done=len(ids) - len(todo))
-    url = f"{base_url.rstrip('/')}/videos"
-    headers = {"Accept": "application/json"}
-    if not key_in_query:
-        headers["X-Goog-Api-Key"] = api_key
+    request = _VideosRequest(client, base_url, api_key, policy, key_in_query, batch_size)
     consecutive = 0
     with (
         JsonlAppender(out_path) as out,
@@ -426,71 +423,118 @@ def fetch_metadata(
                     f"request budget of {max_requests} used; progress is saved, "
                     "run the command again to continue"
                 )
-                s.exit_code = EXIT_QUOTA
                 break
             batch = todo[start : start + batch_size]
-            params = {"part": API_PARTS, "id": ",".join(batch), "maxResults": str(batch_size)}
-            if key_in_query:
-                params["key"] = api_key
             s.requests += 1
-            try:
-                resp = get_with_retries(
-                    client, url, params, headers, policy, _api_transient, secret=api_key
-                )
-            except RetriesExhausted as err:
+            resp = request(batch)
+            if resp is None:
                 s.failed += len(batch)
                 consecutive += 1
-                log.warning("batch of %d ids not fetched: %s", len(batch), err)
                 if consecutive >= max_consecutive_failures:
                     s.stopped = (
                         f"{consecutive} batches in a row failed after retries; progress is "
                         "saved, run the command again later"
                     )
-                    s.exit_code = EXIT_QUOTA
                     break
                 continue
             consecutive = 0
-            if resp.status == 403:
-                reasons, message = _error_reasons(resp)
-                if reasons & QUOTA_REASONS:
-                    reset = next_quota_reset()
-                    s.stopped = (
-                        "YouTube Data API daily quota exhausted; progress is saved "
-                        f"({s.already_done + s.done + s.missing} of {s.total} ids done). "
-                        f"Quota resets at midnight Pacific time: {reset:%Y-%m-%d %H:%M} UTC. "
-                        "Run the same command again then to continue."
-                    )
-                    s.exit_code = EXIT_QUOTA
-                    break
-            if resp.status != 200:
-                reasons, message = _error_reasons(resp)
-                raise ApiError(
-                    redact(
-                        f"videos.list failed with HTTP {resp.status} "
-                        f"({', '.join(sorted(reasons)) or 'no reason given'}): {message}",
-                        api_key,
-                    )
-                )
-            items = json.loads(resp.body)["items"]
-            returned = {}
-            for item in items:
-                if isinstance(item, dict) and item.get("id") in batch:
-                    returned[item["id"]] = item
-            for vid in batch:
-                if vid in returned:
-                    out.write({"youtube_id": vid, "status": "ok", **_slim_item(returned[vid])})
-                    s.done += 1
-                else:
-                    out.write(
-                        {
-                            "youtube_id": vid,
-                            "status": "missing",
-                            "reason": "not returned by videos.list (deleted, private or blocked)",
-                        }
-                    )
-                    s.missing += 1
-                bar.update(1)
+            if _quota_exhausted(resp):
+                s.stopped = _quota_message(s)
+                break
+            _raise_for_status(resp, api_key)
+            _write_batch(out, batch, json.loads(resp.body)["items"], s, bar)
+    if s.stopped:
+        s.exit_code = EXIT_QUOTA
     return s
+
+
+class _VideosRequest:
+    """One ``videos.list`` call for a batch of ids, retried; ``None`` when retries ran out."""
+
+    def __init__(
+        self,
+        client: HttpClient,
+        base_url: str,
+        api_key: str,
+        policy: RetryPolicy,
+        key_in_query: bool,
+        batch_size: int,
+    ) -> None:
+        self.client, self.api_key, self.policy = client, api_key, policy
+        self.key_in_query, self.batch_size = key_in_query, batch_size
+        self.url = f"{base_url.rstrip('/')}/videos"
+        self.headers = {"Accept": "application/json"}
+        if not key_in_query:
+            self.headers["X-Goog-Api-Key"] = api_key
+
+    def __call__(self, batch: list[str]) -> HttpResponse | None:
+        params = {"part": API_PARTS, "id": ",".join(batch), "maxResults": str(self.batch_size)}
+        if self.key_in_query:
+            params["key"] = self.api_key
+        try:
+            return get_with_retries(
+                self.client,
+                self.url,
+                params,
+                self.headers,
+                self.policy,
+                _api_transient,
+                secret=self.api_key,
+            )
+        except RetriesExhausted as err:
+            log.warning("batch of %d ids not fetched: %s", len(batch), err)
+            return None
+
+
+def _quota_exhausted(resp: HttpResponse) -> bool:
+    return resp.status == 403 and bool(_error_reasons(resp)[0] & QUOTA_REASONS)
+
+
+def _quota_message(s: StepSummary) -> str:
+    reset = next_quota_reset()
+    return (
+        "YouTube Data API daily quota exhausted; progress is saved "
+        f"({s.already_done + s.done + s.missing} of {s.total} ids done). "
+        f"Quota resets at midnight Pacific time: {reset:%Y-%m-%d %H:%M} UTC. "
+        "Run the same command again then to continue."
+    )
+
+
+def _raise_for_status(resp: HttpResponse, api_key: str) -> None:
+    """Raise :class:`ApiError` (key redacted) for any answer but HTTP 200."""
+    if resp.status == 200:
+        return
+    reasons, message = _error_reasons(resp)
+    raise ApiError(
+        redact(
+            f"videos.list failed with HTTP {resp.status} "
+            f"({', '.join(sorted(reasons)) or 'no reason given'}): {message}",
+            api_key,
+        )
+    )
+
+
+def _write_batch(
+    out: JsonlAppender, batch: list[str], items: list[Any], s: StepSummary, bar: Any
+) -> None:
+    """One line per requested id: its metadata, or ``missing`` when the API left it out."""
+    returned = {
+        item["id"]: item for item in items if isinstance(item, dict) and item.get("id") in batch
+    }
+    for vid in batch:
+        if vid in returned:
+            out.write({"youtube_id": vid, "status": "ok", **_slim_item(returned[vid])})
+            s.done += 1
+        else:
+            out.write(
+                {
+                    "youtube_id": vid,
+                    "status": "missing",
+                    "reason": "not returned by videos.list (deleted, private or blocked)",
+                }
+            )
+            s.missing += 1
+        bar.update(1)
 
 
 def read_metadata(path: str | Path) -> dict[str, dict[str, Any]]:

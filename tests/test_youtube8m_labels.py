@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from data_prep.__main__ import main
-from data_prep.corpus import MUSIC45_LABELS
 from data_prep.youtube8m.labels import (
     LabelSelectionError,
     load_labels,
@@ -17,6 +16,7 @@ from data_prep.youtube8m.labels import (
     read_label_list,
     select_labels,
 )
+from trimodal.prepare.corpus import MUSIC45_LABELS
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "youtube8m"
 VOCAB = REFERENCE / "vocabulary.csv"

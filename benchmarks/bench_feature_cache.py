@@ -1,6 +1,6 @@
 """Benchmark the feature cache: training time per epoch with frozen full-size backbones.
 
-Setup: a small synthetic corpus (``data_prep.synthetic``; ``--train-videos`` videos of one
+Setup: a small synthetic corpus (``trimodal.prepare.synthetic``; ``--train-videos`` videos of one
 ``--clip-seconds`` clip each for training, one for dev, one for test) prepared at the study's
 input sizes (16 frames of 224² — stored at 256² for crops — and 48 kHz mono audio). The model
 is ``--model.preset full`` with the audio (CLAP HTSAT-base, 512-d projection) and video
@@ -43,10 +43,10 @@ from pathlib import Path
 
 def make_dataset(root: Path, train_videos: int, clip_seconds: float, seed: int) -> Path:
     """Generate and prepare the synthetic set (reused if ``root/prepared`` exists)."""
-    from data_prep.corpus import read_corpus, write_corpus
-    from data_prep.prepare import prepare
-    from data_prep.synthetic import SynthOptions, generate_corpus
     from trimodal.config import DataConfig
+    from trimodal.prepare import prepare
+    from trimodal.prepare.corpus import read_corpus, write_corpus
+    from trimodal.prepare.synthetic import SynthOptions, generate_corpus
 
     prepared = root / "prepared"
     summary = prepared / "summary.json"

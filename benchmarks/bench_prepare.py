@@ -45,10 +45,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data_prep.corpus import read_corpus  # noqa: E402
-from data_prep.prepare import _decode_size, prepare, stored_side  # noqa: E402
-from data_prep.synthetic import SynthOptions, generate_corpus  # noqa: E402
 from trimodal.config import DataConfig  # noqa: E402
+from trimodal.data.schema import stored_side  # noqa: E402
+from trimodal.prepare import prepare  # noqa: E402
+from trimodal.prepare.corpus import read_corpus  # noqa: E402
+from trimodal.prepare.decoding import decode_size  # noqa: E402
+from trimodal.prepare.synthetic import SynthOptions, generate_corpus  # noqa: E402
 
 
 def decode_only(
@@ -72,7 +74,7 @@ def decode_only(
 
         with av.open(media) as container:
             ctx = container.streams.video[0].codec_context
-            width, height = _decode_size(ctx.width, ctx.height, side)
+            width, height = decode_size(ctx.width, ctx.height, side)
         size = {"width": width, "height": height}
     vr = decord.VideoReader(media, ctx=decord.cpu(0), num_threads=1, **size)
     n_frames, fps = len(vr), float(vr.get_avg_fps())

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from data_prep.corpus import read_corpus, write_corpus
-from data_prep.synthetic import SynthOptions, generate_corpus
 from trimodal.config import DataConfig
+from trimodal.prepare.corpus import read_corpus, write_corpus
+from trimodal.prepare.synthetic import SynthOptions, generate_corpus
 
 REPO = Path(__file__).resolve().parents[1]
 # Short videos and clips keep the tests fast; 16–24 s with 4-s clips gives 4–6 clips a video.
@@ -46,7 +46,7 @@ def make_corpus(root: Path, n: int = 8, seed: int = 0) -> Path:
 def prepared_reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, DataConfig]:
     """(corpus, prepared output, config) of the session's reference preparation."""
     if "ref" not in _cache:
-        from data_prep.prepare import prepare
+        from trimodal.prepare import prepare
 
         base = tmp_path_factory.mktemp("reference")
         corpus = make_corpus(base / "corpus")

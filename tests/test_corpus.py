@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import TEST_DATA
 
-from data_prep.corpus import (
+from trimodal.prepare.corpus import (
     MUSIC45_LABELS,
     CorpusError,
     VideoRecord,

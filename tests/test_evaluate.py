@@ -49,10 +49,10 @@ def prepared(tmp_path_factory) -> Path:
     """Twelve short synthetic videos (6 train, 3 dev, 3 test; two 4-s clips each), stored
     only at the tiny presets' sizes. (The shared reference preparation has one dev and one
     test video, which makes every video-level metric trivial, and 224/112 frames, 3x slower.)"""
-    from data_prep.corpus import read_corpus, write_corpus
-    from data_prep.prepare import prepare
-    from data_prep.synthetic import SynthOptions, generate_corpus
     from trimodal.config import DataConfig
+    from trimodal.prepare import prepare
+    from trimodal.prepare.corpus import read_corpus, write_corpus
+    from trimodal.prepare.synthetic import SynthOptions, generate_corpus
 
     root = tmp_path_factory.mktemp("eval_data")
     opts = SynthOptions(min_seconds=8.5, max_seconds=9.5)

@@ -9,6 +9,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -27,20 +28,26 @@ from data_fixtures import (
     subprocess_env,
     write_config,
 )
+from prepare_faults import CrashOn
 
-from data_prep.corpus import MUSIC45_LABELS, VideoRecord, read_corpus, write_corpus
-from data_prep.prepare import (
-    FAULT_ENV,
+from trimodal.config import DataConfig
+from trimodal.prepare import (
+    MUSIC45_LABELS,
     WORK_DIR,
+    PrepareError,
+    VideoRecord,
     assign_keep_fractions,
     assign_split,
+    pipeline,
+    pool,
     prepare,
+    read_corpus,
     sample_clip_indices,
     segment_starts,
     text_candidates,
+    write_corpus,
 )
-from data_prep.synthetic import SynthOptions, generate_corpus
-from trimodal.config import DataConfig
+from trimodal.prepare.synthetic import SynthOptions, generate_corpus
 
 
 @pytest.fixture(scope="module")
@@ -289,7 +296,7 @@ def broken_corpus(tmp_path_factory) -> tuple[Path, dict[str, str], list[str]]:
 def test_bad_media_never_stops_the_run(broken_corpus, tmp_path: Path, monkeypatch):
     root, bad, good_ids = broken_corpus
     # A decoder that kills its process on one file (decord can segfault on broken media).
-    monkeypatch.setenv(FAULT_ENV, "crash")
+    monkeypatch.setattr(pipeline, "video_work", CrashOn(frozenset({"crash"})))
     cfg = DataConfig(clip_seconds=CLIP_SECONDS, sparse_train=False)
     summary = prepare(root, tmp_path / "out", cfg, workers=2, show_progress=False)
     skipped = [json.loads(x) for x in (tmp_path / "out" / "skipped.jsonl").read_text().splitlines()]
@@ -352,8 +359,6 @@ def test_killed_run_resumes_to_the_same_output(reference, tmp_path: Path):
 
 
 def test_config_errors_are_clear(tmp_path: Path):
-    from data_prep.prepare import PrepareError
-
     with pytest.raises(PrepareError, match="cannot read the corpus"):
         prepare(tmp_path / "nowhere", tmp_path / "out")
     make_corpus_dir = tmp_path / "c"
@@ -366,11 +371,9 @@ def test_config_errors_are_clear(tmp_path: Path):
 def test_many_pool_generations_give_the_same_output(reference, tmp_path: Path, monkeypatch):
     """Workers are replaced every few videos (bounding decoder leaks); nothing hangs or
     changes. (Python < 3.13's `max_tasks_per_child` hung here once workers retired.)"""
-    import data_prep.prepare as prepare_module
-
     corpus, ref_out, config = reference
-    monkeypatch.setattr(prepare_module, "TASKS_PER_POOL", 1)
-    prepare_module.prepare(corpus, tmp_path / "out", config, workers=2, show_progress=False)
+    monkeypatch.setattr(pool, "TASKS_PER_POOL", 1)
+    prepare(corpus, tmp_path / "out", config, workers=2, show_progress=False)
     assert_same_output(tmp_path / "out", ref_out)
 
 
@@ -397,3 +400,17 @@ def test_media_replaced_under_the_same_name_is_prepared_again(tmp_path: Path, ca
     assert "already prepared" not in capsys.readouterr().out
     after = _load(out, "test").with_format("numpy")[:]["frames_32"]
     assert after.shape == before.shape and not np.array_equal(after, before)
+
+
+def test_decoding_workers_import_neither_torch_nor_datasets():
+    """The forkserver preloads the worker modules; torch or ``datasets`` there would cost
+    every worker seconds of imports (and torch's threads in a process that forks)."""
+    code = (
+        "import sys\n"
+        "from trimodal.prepare import pool\n"
+        "for name in pool.PRELOAD:\n"
+        "    __import__(name)\n"
+        "print(sorted(m for m in ('torch', 'datasets') if m in sys.modules))\n"
+    )
+    result = run_ok([sys.executable, "-c", code])
+    assert result.stdout.strip() == "[]"

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_prep.corpus import MUSIC45_LABELS, read_corpus, record_problems
-from data_prep.synthetic import (
+from trimodal.prepare.corpus import MUSIC45_LABELS, read_corpus, record_problems
+from trimodal.prepare.synthetic import (
     SynthOptions,
     generate_corpus,
     plan_video,
@@ -98,7 +98,7 @@ def test_picture_shows_the_register_timbre_and_loudness_that_are_heard():
     audio as the upper harmonics' share) and its overall level the audio's loudness (RMS)."""
     import librosa
 
-    from data_prep.synthetic import _beat_clock, _midi_of
+    from trimodal.prepare.synthetic import _beat_clock, _midi_of
 
     opts = SynthOptions(min_seconds=4.0, max_seconds=4.0)
     rows = []

@@ -72,10 +72,10 @@ def test_thesis_configs_build_the_described_heads(name):
 @pytest.fixture(scope="module")
 def segments(tmp_path_factory) -> Path:
     """Four 31-s synthetic videos (2 train, 1 dev, 1 test) cut the thesis's way."""
-    from data_prep.corpus import read_corpus, write_corpus
-    from data_prep.prepare import prepare
-    from data_prep.synthetic import SynthOptions, generate_corpus
     from trimodal.config import DataConfig
+    from trimodal.prepare import prepare
+    from trimodal.prepare.corpus import read_corpus, write_corpus
+    from trimodal.prepare.synthetic import SynthOptions, generate_corpus
 
     root = tmp_path_factory.mktemp("thesis")
     generate_corpus(root / "corpus", 4, seed=5, opts=SynthOptions(min_seconds=31, max_seconds=32))

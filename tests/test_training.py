@@ -26,10 +26,10 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory) -> Path:
     """Six short synthetic videos (4 train, 1 dev, 1 test) prepared for the tiny presets."""
-    from data_prep.corpus import read_corpus, write_corpus
-    from data_prep.prepare import prepare
-    from data_prep.synthetic import SynthOptions, generate_corpus
     from trimodal.cli import demo_data_config
+    from trimodal.prepare import prepare
+    from trimodal.prepare.corpus import read_corpus, write_corpus
+    from trimodal.prepare.synthetic import SynthOptions, generate_corpus
 
     root = tmp_path_factory.mktemp("train_data")
     generate_corpus(root / "corpus", 6, seed=3, opts=SynthOptions(min_seconds=9, max_seconds=10))
@@ -367,8 +367,8 @@ def test_demo_path_generates_once_trains_and_prints_the_comparison_table(
     assert "generating" not in capsys.readouterr().out
 
     # A corpus cached by another version of the generator is regenerated, not reused.
-    from data_prep.corpus import read_corpus
-    from data_prep.synthetic import GENERATOR_VERSION
+    from trimodal.prepare.corpus import read_corpus
+    from trimodal.prepare.synthetic import GENERATOR_VERSION
 
     marker = tmp_path / "cache" / "demo" / "corpus.json"
     key = json.loads(marker.read_text())

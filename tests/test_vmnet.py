@@ -471,10 +471,10 @@ def test_a_registered_extractor_is_offered_by_name(monkeypatch):
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory) -> Path:
     """Two short synthetic videos (4-s clips, 32² frames, 48-kHz audio), both in test."""
-    from data_prep.corpus import read_corpus, write_corpus
-    from data_prep.prepare import prepare
-    from data_prep.synthetic import SynthOptions, generate_corpus
     from trimodal.cli import demo_data_config
+    from trimodal.prepare import prepare
+    from trimodal.prepare.corpus import read_corpus, write_corpus
+    from trimodal.prepare.synthetic import SynthOptions, generate_corpus
 
     root = tmp_path_factory.mktemp("vmnet_data")
     generate_corpus(root / "corpus", 2, seed=4, opts=SynthOptions(min_seconds=8, max_seconds=9))

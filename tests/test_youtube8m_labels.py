@@ -10,7 +10,6 @@ import pytest
 from conftest import TEST_DATA
 
 from data_prep.__main__ import main
-from data_prep.corpus import MUSIC45_LABELS
 from data_prep.youtube8m.labels import (
     LabelSelectionError,
     load_labels,
@@ -18,6 +17,7 @@ from data_prep.youtube8m.labels import (
     read_label_list,
     select_labels,
 )
+from trimodal.prepare.corpus import MUSIC45_LABELS
 
 REFERENCE = TEST_DATA / "youtube8m"
 # The official vocabulary with its WikiDescription column emptied (see tests/data/README.md).

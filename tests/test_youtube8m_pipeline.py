@@ -15,11 +15,11 @@ from test_youtube8m_fakes import (
 from test_youtube8m_labels import write_vocab
 
 from data_prep.__main__ import main
-from data_prep.corpus import read_corpus, record_problems
 from data_prep.youtube8m.api import EXIT_QUOTA
 from data_prep.youtube8m.labels import LabelEntry
 from data_prep.youtube8m.records import run_records
 from data_prep.youtube8m.tfrecord import dequantize, write_tfrecord
+from trimodal.prepare.corpus import read_corpus, record_problems
 
 KEY = "AIzaPIPELINE-secret-0123456789"
 VOCAB = ["Game", "Guitar", "Music video", "Piano", "Video game"]  # indices 0..4

@@ -80,9 +80,9 @@ def prepare_demo_data(cache_dir: Path | None = None, videos: int = DEMO_VIDEOS) 
     """Generate and prepare the synthetic demo corpus (reused when already there)."""
     import json
 
-    from data_prep.prepare import prepare
-    from data_prep.synthetic import GENERATOR_VERSION, SynthOptions, generate_corpus
     from trimodal.modeling import default_cache_dir
+    from trimodal.prepare import prepare
+    from trimodal.prepare.synthetic import GENERATOR_VERSION, SynthOptions, generate_corpus
     from trimodal.utils import atomic_write_json
 
     # 8–10-s videos (two 4-s clips each) at 80×60: the demo's frames are 32², so larger

@@ -48,11 +48,11 @@ def _guard(func: Any) -> Any:
     """Turn the expected errors of a step into one clear line and exit status 2."""
 
     def run(args: argparse.Namespace) -> int:
-        from data_prep.corpus import CorpusError
         from data_prep.youtube8m.api import ApiError
         from data_prep.youtube8m.corpus_writer import CorpusWriterError
         from data_prep.youtube8m.labels import LabelSelectionError
         from data_prep.youtube8m.records import RecordsError
+        from trimodal.prepare.corpus import CorpusError
 
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
         try:

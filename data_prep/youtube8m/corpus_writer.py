@@ -2,7 +2,7 @@
 
 Downloading is the user's business (e.g. ``yt-dlp -o '%(id)s.%(ext)s'``); this step looks in
 the media directory for ``<youtube_id>.mp4`` / ``.mkv`` / ``.webm`` (in that order of
-preference), writes one :class:`~data_prep.corpus.VideoRecord` per video that has a file, and
+preference), writes one :class:`~trimodal.prepare.corpus.VideoRecord` per video that has a file, and
 lists the others in ``missing_media.jsonl`` — a large share of YouTube-8M is no longer online,
 so missing media is expected and counted, not an error. Unfinished downloads (``.part``,
 ``.ytdl``) and empty files do not count as media.
@@ -20,8 +20,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from data_prep.corpus import VideoRecord, is_safe_video_id, write_corpus
 from data_prep.youtube8m.jsonl import read_jsonl, write_jsonl_atomic
+from trimodal.prepare.corpus import VideoRecord, is_safe_video_id, write_corpus
 
 MEDIA_EXTENSIONS = (".mp4", ".mkv", ".webm")
 AUDIO_EXTENSIONS = (".wav", ".flac", ".m4a", ".mp3", ".ogg", ".opus")

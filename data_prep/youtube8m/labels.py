@@ -2,7 +2,7 @@
 
 The vocabulary is the official ``vocabulary.csv`` (columns Index, TrainVideoCount,
 KnowledgeGraphId, Name, WikiUrl, Vertical1..3, WikiDescription). By default the 45 music labels
-of the trimodal study are selected (:data:`data_prep.corpus.MUSIC45_LABELS`); any other list can
+of the trimodal study are selected (:data:`trimodal.prepare.corpus.MUSIC45_LABELS`); any other list can
 be given as names, vocabulary indices or Knowledge Graph ids, inline or from a file.
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from data_prep.corpus import MUSIC45_LABELS
+from trimodal.prepare.corpus import MUSIC45_LABELS
 
 LABELS_FILE_VERSION = 1
 

@@ -48,7 +48,6 @@ import ast
 import dataclasses
 import hashlib
 import json
-import os
 import subprocess
 import sys
 import tarfile
@@ -63,6 +62,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trimodal.backbones.base import Backbone, MissingCheckpointError
+from trimodal.utils import atomic_write_bytes
 
 MUSICNN_PACKAGE = "musicnn"
 MUSICNN_VERSION = "0.1.0"
@@ -495,26 +495,6 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write via a temporary file in the same directory and rename: readers never see a
-    partial file, and an interrupted run leaves the previous file intact."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp creates 0600; give the file the permissions an ordinary write would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class _PackageFiles:
     """Read members of the musicnn wheel (zip) or sdist (tar.gz/zip) by their path inside
     the ``musicnn/`` package, without extracting anything else to disk."""
@@ -668,7 +648,7 @@ def convert(
                 },
             )
             out = cache_dir / f"{model}.safetensors"
-            _atomic_write(out, blob)
+            atomic_write_bytes(out, blob)
             meta = {
                 "model": model,
                 "labels": labels,
@@ -681,7 +661,7 @@ def convert(
                 "tensors": len(state),
                 "licence": "ISC (musicnn, Jordi Pons and Xavier Serra)",
             }
-            _atomic_write(cache_dir / f"{model}.json", json.dumps(meta, indent=2).encode())
+            atomic_write_bytes(cache_dir / f"{model}.json", json.dumps(meta, indent=2).encode())
             print(f"wrote {out} ({len(state)} tensors) and {out.with_suffix('.json')}", flush=True)
             written.append(out)
     return written

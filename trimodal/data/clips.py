@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,18 +12,9 @@ import pyarrow as pa
 import torch
 import torch.nn.functional as F
 
+from trimodal.data.schema import audio_column, frame_columns, stable_int
+
 MODALITIES = ("text", "audio", "video")
-
-
-def _audio_column(rate: int) -> str:
-    # Same naming as data_prep.prepare.audio_column (not imported: the library must not
-    # depend on the data-preparation scripts).
-    return f"audio_{rate // 1000}k" if rate % 1000 == 0 else f"audio_{rate}hz"
-
-
-def _stable_int(*parts: Any) -> int:
-    text = "\x1f".join(str(p) for p in parts)
-    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "little")
 
 
 class _Column:
@@ -142,7 +132,7 @@ class PreparedClips(torch.utils.data.Dataset):
 
         self._audio = None
         if "audio" in self.modalities:
-            name = _audio_column(audio_rate)
+            name = audio_column(audio_rate)
             if name not in features:
                 stored = sorted(c for c in features if c.startswith("audio_"))
                 raise ValueError(f"no {name} in {path} (audio_rate={audio_rate}); stored: {stored}")
@@ -150,11 +140,7 @@ class PreparedClips(torch.utils.data.Dataset):
         self._video = None
         self.num_frames = num_frames
         if "video" in self.modalities:
-            stored = {
-                int(c.split("_", 1)[1]): c
-                for c in features
-                if c.startswith("frames_") and c.split("_", 1)[1].isdigit()
-            }
+            stored = frame_columns(features)
             if not stored:
                 raise ValueError(f"no frames_* columns in {path}")
             # The stored size meant for this output, else the smallest larger one, else the largest.
@@ -186,6 +172,21 @@ class PreparedClips(torch.utils.data.Dataset):
         kwargs.update(overrides)
         return cls(data_config.prepared_dir, split, **kwargs)
 
+    @property
+    def fingerprint(self) -> str:
+        """The split's ``datasets`` fingerprint: it changes when the split is prepared anew."""
+        return self.dataset._fingerprint
+
+    @property
+    def label_ids(self) -> list[list[int]]:
+        """Per clip, the indices into :attr:`label_names` of its video's labels (read-only)."""
+        return self._label_ids
+
+    @property
+    def titles(self) -> list[str]:
+        """Per clip, its video's title (read-only)."""
+        return self._titles
+
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch the augmentation is drawn for (a resumed run sets the same)."""
         self.epoch = int(epoch)
@@ -200,7 +201,7 @@ class PreparedClips(torch.utils.data.Dataset):
             return candidates[int(rng.integers(len(candidates)))]
         if self.eval_text == "first":
             return candidates[0]
-        key = _stable_int("text", self.video_ids[index], self.clip_indices[index])
+        key = stable_int("text", self.video_ids[index], self.clip_indices[index])
         return candidates[key % len(candidates)]
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:

@@ -227,9 +227,9 @@ def extract_split(
             handle.remove()
     if list(out["video_id"]) != list(dataset.video_ids):
         raise RuntimeError("extraction order does not match the dataset order")
-    label_ids = dataset._label_ids
+    label_ids = dataset.label_ids
     titles: dict[str, str] = {}
-    for vid, title in zip(dataset.video_ids, dataset._titles):
+    for vid, title in zip(dataset.video_ids, dataset.titles):
         titles.setdefault(vid, title)
     return SplitEmbeddings(
         split=split,

@@ -253,7 +253,7 @@ class Trainer:
         fingerprint = {
             "channels": {m: model.config.channels[m] for m in cached},
             "data": to_dict(self.config.data),
-            "dataset": dataset.dataset._fingerprint,
+            "dataset": dataset.fingerprint,
             "seed": self.config.train.seed,
             "train": dataset.augment,
         }

@@ -1,4 +1,4 @@
-"""The raw-corpus layout that every source writes and ``prepare`` reads.
+"""The raw corpus: the layout every source writes and :func:`trimodal.prepare.prepare` reads.
 
 A corpus is a directory::
 
@@ -22,7 +22,8 @@ names a separate audio file that then takes precedence for the audio. ``split`` 
 Reading validates the *structure* of each line (types, required fields, duplicate ids).
 Record-level problems that only make one video unusable — an unknown label name, an id that
 is not a safe file name, missing media — are reported by :func:`record_problems` so that
-``prepare`` can skip that video and go on.
+``prepare`` can skip that video and go on. :func:`text_candidates` gives the texts that
+describe a video in the prepared data (its labels, then its tags).
 """
 
 from __future__ import annotations
@@ -36,8 +37,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from trimodal.data.schema import SPLITS
+from trimodal.utils import atomic_path
+
 CORPUS_FILE = "videos.jsonl"
-SPLITS = ("train", "dev", "test")
 
 # The 45 YouTube-8M music labels of the trimodal study, in the study's order
 # (select-music-labels.txt / music45_labels.csv, column order_in_select_music_labels_txt).
@@ -337,9 +340,18 @@ def write_corpus(corpus_dir: str | Path, records: Iterable[VideoRecord]) -> Path
             raise CorpusError(f"duplicate video_id {record.video_id!r}")
         seen.add(record.video_id)
         lines.append(json.dumps(record.to_dict(), ensure_ascii=False, sort_keys=False))
-    from trimodal.utils import atomic_path  # imports torch: only when writing
-
     path = corpus_file(corpus_dir)
     with atomic_path(path) as tmp:
         tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     return path
+
+
+def text_candidates(record: VideoRecord) -> list[str]:
+    """Texts that describe a video: its labels, then its tags, each once, multi-word kept."""
+    seen, out = set(), []
+    for text in [*record.labels, *record.tags]:
+        text = " ".join(text.split())
+        if text and text not in seen:
+            seen.add(text)
+            out.append(text)
+    return out

@@ -1,0 +1,27 @@
+"""Fault injection for the preparation's worker pool (imported by the worker processes).
+
+The pool pickles its work function by module and name, so a replacement must live in a
+module the workers can import: this one (pytest puts ``tests/`` on ``sys.path``, and the
+workers get the parent's ``sys.path``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+from trimodal.prepare.shards import VideoTask, process_video
+
+
+@dataclasses.dataclass(frozen=True)
+class CrashOn:
+    """A work function that kills its worker process on the chosen videos (as a segfaulting
+    decoder would) and prepares every other video as usual."""
+
+    video_ids: frozenset[str]
+
+    def __call__(self, task: VideoTask) -> dict[str, Any]:
+        if task.video_id in self.video_ids:
+            os.abort()
+        return process_video(task)

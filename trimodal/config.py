@@ -23,7 +23,7 @@ from typing import Any, Literal, Union
 
 import yaml
 
-MODALITIES = ("text", "audio", "video")
+from trimodal.modalities import MODALITIES, Modality
 
 
 class ConfigError(ValueError):
@@ -94,9 +94,7 @@ class ModelConfig:
     """
 
     preset: Literal["tiny", "full"] = "full"
-    modalities: list[Literal["text", "audio", "video"]] = dataclasses.field(
-        default_factory=lambda: list(MODALITIES)
-    )
+    modalities: list[Modality] = dataclasses.field(default_factory=lambda: list(MODALITIES))
     embed_dim: int = 300
     channels: dict[str, ChannelConfig] = dataclasses.field(default_factory=_default_channels)
     logit_scale_init: float = math.log(1 / 0.07)
@@ -288,12 +286,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return value
         raise ConfigError(f"{key}: expected one of {_type_name(tp)}, got {value!r}")
     if origin in (Union, types.UnionType):
-        errors = []
         for option in typing.get_args(tp):
             try:
                 return _coerce(value, option, key)
-            except ConfigError as err:
-                errors.append(str(err))
+            except ConfigError:
+                continue
         raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
     if origin is list:
         if not isinstance(value, (list, tuple)):

@@ -13,7 +13,7 @@ import pyarrow as pa
 import torch
 import torch.nn.functional as F
 
-MODALITIES = ("text", "audio", "video")
+from trimodal.modalities import MODALITIES
 
 
 def _audio_column(rate: int) -> str:

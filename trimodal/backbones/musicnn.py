@@ -62,7 +62,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trimodal.backbones.base import Backbone, MissingCheckpointError
+from trimodal.backbones.base import Backbone, MissingCheckpointError, default_cache_dir
 
 MUSICNN_PACKAGE = "musicnn"
 MUSICNN_VERSION = "0.1.0"
@@ -95,8 +95,6 @@ FLOAT16_MAX = 65504.0
 
 def default_musicnn_dir() -> Path:
     """Where ``convert`` writes and the backbone looks: ``<default_cache_dir()>/musicnn``."""
-    from trimodal.modeling import default_cache_dir
-
     return default_cache_dir() / "musicnn"
 
 

@@ -251,7 +251,7 @@ class Trainer:
         if not cached:
             return None
         fingerprint = {
-            "channels": {m: model.config.channels[m] for m in cached},
+            "channels": {m: to_dict(model.config.channels[m]) for m in cached},
             "data": to_dict(self.config.data),
             "dataset": dataset.dataset._fingerprint,
             "seed": self.config.train.seed,

@@ -432,6 +432,19 @@ def merge_config_dicts(base: dict[str, Any], update: dict[str, Any]) -> dict[str
     return merged
 
 
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The mapping a YAML config file holds (``yaml.safe_load``), not yet checked against the
+    dataclasses: :func:`load_config` merges it with defaults and overrides, then checks it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    with path.open() as f:
+        loaded = yaml.safe_load(f) or {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    return loaded
+
+
 def load_config(
     path: str | Path | None = None, overrides: Sequence[str] | dict[str, Any] = ()
 ) -> ExperimentConfig:
@@ -443,14 +456,7 @@ def load_config(
     """
     data: dict[str, Any] = to_dict(ExperimentConfig())
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file not found: {path}")
-        with path.open() as f:
-            loaded = yaml.safe_load(f) or {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping")
-        data = merge_config_dicts(data, loaded)
+        data = merge_config_dicts(data, read_config_file(path))
     if not isinstance(overrides, dict):
         overrides = parse_overrides(overrides)
     data = merge_config_dicts(data, overrides)

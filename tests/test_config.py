@@ -105,3 +105,78 @@ def test_shipped_configs_load():
     for path in configs:
         config = load_config(path)
         assert config.objective, path
+
+
+# ----------------------------------------------------------------------------- the demo's settings
+
+
+def _expected_demo_config():
+    """The embedded demo's experiment, value by value (configs/demo.yaml must resolve to it)."""
+    from trimodal.config import EvalConfig, ModelConfig, TrainConfig
+
+    model = ModelConfig(preset="tiny", embed_dim=64)
+    model.channels["audio"].trainable_blocks = 2
+    train = TrainConfig(
+        output_dir="runs/demo",
+        select_metric="video/audio-video/mean_R@10",
+        epochs=12,
+        batch_size=16,
+        gradient_accumulation_steps=1,
+        lr=3e-3,
+        warmup_ratio=0.05,
+        validations_per_epoch=1,
+        checkpoint_every=1000,
+        log_every=5,
+    )
+    return ExperimentConfig(
+        model=model, train=train, eval=EvalConfig(batch_size=32), objective="weighted_contrastive"
+    )
+
+
+def test_demo_yaml_resolves_to_the_demo_experiment():
+    from trimodal.cli import DEMO_CONFIG, _demo_config
+
+    assert DEMO_CONFIG.is_file()
+    assert _demo_config({}, None) == _expected_demo_config()
+    # The file is an ordinary experiment config too (train.py --config configs/demo.yaml).
+    assert load_config(DEMO_CONFIG) == _expected_demo_config()
+
+
+def test_demo_settings_sit_between_a_config_file_and_the_command_line(tmp_path):
+    from trimodal.cli import _demo_config
+
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump({"objective": "cosine", "train": {"epochs": 2, "lr": 0.5}}))
+    argv = parse_overrides(["--train.epochs", "1", "--model.channels.audio.trainable_blocks", "1"])
+    config = _demo_config(argv, str(path))
+    assert config.train.epochs == 1  # the command line beats the demo
+    assert config.model.channels["audio"].trainable_blocks == 1
+    assert config.train.lr == 3e-3 and config.objective == "weighted_contrastive"  # demo > file
+
+
+def test_demo_data_yaml_is_the_demo_preparation():
+    from trimodal.cli import DEMO_DATA_CONFIG, demo_data_config
+    from trimodal.config import DataConfig
+
+    expected = DataConfig(
+        clip_seconds=4.0,
+        sparse_train=False,
+        split_ratios=[0.7, 0.1, 0.2],
+        frame_sizes=[32],
+        frame_margin=1.25,
+        num_frames=4,
+        audio_rates=[48000],
+    )
+    assert demo_data_config() == expected
+    from data_prep.prepare import load_data_config  # what `python -m data_prep prepare` reads
+
+    assert load_data_config(DEMO_DATA_CONFIG) == expected
+
+
+def test_a_missing_demo_file_is_one_clear_error(monkeypatch, tmp_path):
+    import trimodal.cli as cli
+
+    monkeypatch.setattr(cli, "DEMO_CONFIG", tmp_path / "demo.yaml")
+    with pytest.raises(FileNotFoundError, match="pip install -e"):
+        cli._demo_config({}, None)
+    assert cli.train_main(["--train.epochs", "1"]) == 2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 
 import pytest
@@ -123,3 +125,106 @@ def test_head_input_norm_standardises_backbone_features():
     normalised = head[0](features)
     torch.testing.assert_close(normalised.mean(0), torch.zeros(8), atol=1e-4, rtol=0)
     assert len(ProjectionHead(8, 4, HeadConfig())) == 1  # default: one Linear, no norm
+
+
+# A config.json as written before the channel settings were typed (the untyped code stored
+# each channel as a plain mapping): a text + video model with tiny BPEmb and R(2+1)D options.
+UNTYPED_CONFIG_JSON = {
+    "architectures": ["TrimodalModel"],
+    "channels": {
+        "text": {
+            "backbone": "bpemb",
+            "options": {"dim": 32, "lang": "en", "max_tokens": 64, "vocab_size": 200},
+            "trainable_blocks": "none",
+            "gradient_checkpointing": False,
+            "head": {
+                "kind": "mlp", "input_norm": "none", "hidden_sizes": [], "activation": "relu",
+                "dropout": 0.1, "output_activation": "none",
+            },
+            "source": "/nonexistent/bpemb",
+        },
+        "video": {
+            "backbone": "r2plus1d",
+            "options": {
+                "crop_size": 32, "layers": [1, 1, 1, 1], "mean": [0.43216, 0.394666, 0.37645],
+                "num_frames": 4, "resize_size": [36, 48], "std": [0.22803, 0.22145, 0.216989],
+                "stem_channels": 6, "widths": [8, 16, 16, 32],
+            },
+            "trainable_blocks": 1,
+            "gradient_checkpointing": False,
+            "head": {
+                "kind": "mlp", "input_norm": "none", "hidden_sizes": [16], "activation": "gelu",
+                "dropout": 0.3, "output_activation": "sigmoid",
+            },
+            "source": None,
+        },
+    },
+    "embed_dim": 8,
+    "learnable_logit_scale": True,
+    "logit_scale_init": 2.659260036932778,
+    "logit_scale_max": 4.605170185988092,
+    "modalities": ["text", "video"],
+    "model_type": "trimodal",
+    "transformers_version": "4.46.0",
+}  # fmt: skip
+
+
+def test_channel_settings_are_typed_attributes(tiny_model):
+    from trimodal.config import ChannelConfig, HeadConfig
+
+    for modality in ("text", "audio", "video"):
+        channel = tiny_model.config.channels[modality]
+        assert isinstance(channel, ChannelConfig) and isinstance(channel.head, HeadConfig)
+        # options are resolved in full: the adapter's Options rebuilt from them is the backbone's
+        assert channel.options == dataclasses.asdict(tiny_model.backbones[modality].options)
+    assert tiny_model.config.channels["text"].trainable_blocks == "none"
+
+
+def test_the_model_config_is_a_copy_of_the_experiment_channels():
+    config = ModelConfig(preset="tiny", embed_dim=8, modalities=["audio", "video"])
+    model = build_model(config)
+    config.channels["video"].head.hidden_sizes.append(4)
+    config.channels["video"].trainable_blocks = "none"
+    assert model.config.channels["video"].head.hidden_sizes == []
+    assert model.config.channels["video"].trainable_blocks == "all"
+
+
+def test_untyped_config_json_loads_and_is_written_back_unchanged(tmp_path):
+    from trimodal.config import ChannelConfig
+    from trimodal.modeling import TrimodalConfig
+
+    (tmp_path / "config.json").write_text(json.dumps(UNTYPED_CONFIG_JSON))
+    config = TrimodalConfig.from_pretrained(tmp_path)
+    video = config.channels["video"]
+    assert isinstance(video, ChannelConfig)
+    assert (video.backbone, video.trainable_blocks, video.source) == ("r2plus1d", 1, None)
+    assert (video.head.hidden_sizes, video.head.activation) == ([16], "gelu")
+    assert video.head.output_activation == "sigmoid" and video.head.dropout == 0.3
+    assert config.channels["text"].options["vocab_size"] == 200
+
+    model = TrimodalModel(config)
+    assert [type(layer).__name__ for layer in model.heads["video"]] == [
+        "Linear", "GELU", "Dropout", "Linear", "Sigmoid",
+    ]  # fmt: skip
+    assert model.backbones["video"].options.widths == [8, 16, 16, 32]
+    blocks = model.backbones["video"].blocks()
+    assert all(p.requires_grad for p in blocks[-1].parameters())
+    assert not any(p.requires_grad for p in blocks[0].parameters())
+
+    written = json.loads(config.to_json_string())
+    assert written["channels"] == UNTYPED_CONFIG_JSON["channels"]
+    assert written["modalities"] == ["text", "video"] and written["embed_dim"] == 8
+
+
+def test_a_wrong_channel_key_in_config_json_is_refused_by_name():
+    from trimodal.config import ConfigError
+    from trimodal.modeling import TrimodalConfig
+
+    channels = json.loads(json.dumps(UNTYPED_CONFIG_JSON["channels"]))
+    channels["video"]["head"]["widths"] = [3]
+    with pytest.raises(ConfigError, match="channels.video.head.widths"):
+        TrimodalConfig(modalities=["text", "video"], channels=channels)
+    channels = json.loads(json.dumps(UNTYPED_CONFIG_JSON["channels"]))
+    channels["video"]["trainable_blocks"] = "some"
+    with pytest.raises(ConfigError, match="channels.video.trainable_blocks"):
+        TrimodalConfig(modalities=["text", "video"], channels=channels)

@@ -18,35 +18,22 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from trimodal.config import ConfigError, DataConfig, ExperimentConfig, load_config, parse_overrides
+from trimodal.config import (
+    ConfigError,
+    DataConfig,
+    ExperimentConfig,
+    load_config,
+    merge_config_dicts,
+    parse_overrides,
+    read_config_file,
+)
 
 DEMO_VIDEOS = 360
-DEMO_OVERRIDES: dict[str, Any] = {
-    "objective": "weighted_contrastive",
-    # The tiny HTSAT is by far the slowest channel on a CPU: train only its last two blocks
-    # (and its projection), so the backward pass stays cheap.
-    "model": {
-        "preset": "tiny",
-        "embed_dim": 64,
-        "channels": {"audio": {"trainable_blocks": 2}},
-    },
-    "train": {
-        "output_dir": "runs/demo",
-        # The synthetic text (tags, titles) is shared by many videos, so text↔audio and
-        # text↔video at video level stay close to chance for the tiny models; on ~30 dev
-        # videos their noise would drown the mean over all pairs. Select on audio-video.
-        "select_metric": "video/audio-video/mean_R@10",
-        "epochs": 12,
-        "batch_size": 16,
-        "gradient_accumulation_steps": 1,
-        "lr": 3e-3,
-        "warmup_ratio": 0.05,
-        "validations_per_epoch": 1,
-        "checkpoint_every": 1000,
-        "log_every": 5,
-    },
-    "eval": {"batch_size": 32},
-}
+# The demo's settings ship beside the package in the repository's configs/ (an editable
+# install, `pip install -e .`, keeps them there).
+CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
+DEMO_CONFIG = CONFIGS_DIR / "demo.yaml"
+DEMO_DATA_CONFIG = CONFIGS_DIR / "demo_data.yaml"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,17 +50,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _demo_file(path: Path) -> Path:
+    """``path`` if it is there, else an error that says where the demo's settings live."""
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"the demo's settings {path} are missing: they live in the repository's configs/ "
+            "directory, next to the trimodal package (install the checkout with `pip install -e .`)"
+        )
+    return path
+
+
 def demo_data_config() -> DataConfig:
-    """Preparation of the demo corpus: 4-s clips, small frames, 48-kHz audio only."""
-    return DataConfig(
-        clip_seconds=4.0,
-        sparse_train=False,
-        split_ratios=[0.7, 0.1, 0.2],
-        frame_sizes=[32],
-        frame_margin=1.25,
-        num_frames=4,
-        audio_rates=[48000],
-    )
+    """Preparation of the demo corpus (``configs/demo_data.yaml``): 4-s clips, small frames,
+    48-kHz audio only."""
+    return load_config(_demo_file(DEMO_DATA_CONFIG)).data
 
 
 def prepare_demo_data(cache_dir: Path | None = None, videos: int = DEMO_VIDEOS) -> Path:
@@ -109,10 +99,10 @@ def prepare_demo_data(cache_dir: Path | None = None, videos: int = DEMO_VIDEOS) 
 
 
 def _demo_config(argv_overrides: dict[str, Any], path: str | None) -> ExperimentConfig:
-    from trimodal.config import merge_config_dicts
-
-    overrides = merge_config_dicts(DEMO_OVERRIDES, argv_overrides)
-    return load_config(path, overrides)
+    """The demo's experiment: defaults, then ``path`` (a --config file), then
+    ``configs/demo.yaml``, then the command line's overrides."""
+    demo = read_config_file(_demo_file(DEMO_CONFIG))
+    return load_config(path, merge_config_dicts(demo, argv_overrides))
 
 
 def train_main(argv: list[str] | None = None) -> int:

@@ -23,7 +23,7 @@ from typing import Any, Literal, Union
 
 import yaml
 
-MODALITIES = ("text", "audio", "video")
+from trimodal.modalities import MODALITIES, Modality
 
 
 class ConfigError(ValueError):
@@ -94,9 +94,7 @@ class ModelConfig:
     """
 
     preset: Literal["tiny", "full"] = "full"
-    modalities: list[Literal["text", "audio", "video"]] = dataclasses.field(
-        default_factory=lambda: list(MODALITIES)
-    )
+    modalities: list[Modality] = dataclasses.field(default_factory=lambda: list(MODALITIES))
     embed_dim: int = 300
     channels: dict[str, ChannelConfig] = dataclasses.field(default_factory=_default_channels)
     logit_scale_init: float = math.log(1 / 0.07)
@@ -288,12 +286,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return value
         raise ConfigError(f"{key}: expected one of {_type_name(tp)}, got {value!r}")
     if origin in (Union, types.UnionType):
-        errors = []
         for option in typing.get_args(tp):
             try:
                 return _coerce(value, option, key)
-            except ConfigError as err:
-                errors.append(str(err))
+            except ConfigError:
+                continue
         raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
     if origin is list:
         if not isinstance(value, (list, tuple)):
@@ -435,6 +432,19 @@ def merge_config_dicts(base: dict[str, Any], update: dict[str, Any]) -> dict[str
     return merged
 
 
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The mapping a YAML config file holds (``yaml.safe_load``), not yet checked against the
+    dataclasses: :func:`load_config` merges it with defaults and overrides, then checks it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    with path.open() as f:
+        loaded = yaml.safe_load(f) or {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    return loaded
+
+
 def load_config(
     path: str | Path | None = None,
     overrides: Sequence[str] | dict[str, Any] = (),
@@ -450,14 +460,7 @@ def load_config(
     """
     data: dict[str, Any] = to_dict(config_class())
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file not found: {path}")
-        with path.open() as f:
-            loaded = yaml.safe_load(f) or {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping")
-        data = merge_config_dicts(data, loaded)
+        data = merge_config_dicts(data, read_config_file(path))
     if not isinstance(overrides, dict):
         overrides = parse_overrides(overrides)
     data = merge_config_dicts(data, overrides)

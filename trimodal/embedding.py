@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from trimodal.config import MODALITIES
+from trimodal.modalities import MODALITIES
 
 
 @torch.no_grad()

@@ -315,14 +315,6 @@ class ApiError(Exception):
     """A non-transient API error other than quota (bad key, bad request); message redacted."""
 
 
-class QuotaExceeded(Exception):
-    """The daily quota is spent; ``reset_at`` is the next reset (midnight Pacific time)."""
-
-    def __init__(self, message: str, reset_at: _dt.datetime) -> None:
-        super().__init__(message)
-        self.reset_at = reset_at
-
-
 def next_quota_reset(now: _dt.datetime | None = None) -> _dt.datetime:
     """The next midnight in America/Los_Angeles (when YouTube Data API quotas reset), in UTC."""
     now = now or _dt.datetime.now(_dt.timezone.utc)

@@ -20,11 +20,6 @@ _BACKBONES: dict[str, str] = {
 }
 
 
-def register_backbone(name: str, target: str) -> None:
-    """Register an adapter class given as ``"package.module:ClassName"``."""
-    _BACKBONES[name] = target
-
-
 def available_backbones() -> list[str]:
     """Names accepted by ``ChannelConfig.backbone``."""
     return sorted(_BACKBONES)
@@ -43,5 +38,4 @@ __all__ = [
     "MissingCheckpointError",
     "available_backbones",
     "get_backbone_class",
-    "register_backbone",
 ]

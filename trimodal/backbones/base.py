@@ -8,6 +8,7 @@ saved model carries its own preprocessing settings.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -17,6 +18,12 @@ from torch import nn
 
 class MissingCheckpointError(FileNotFoundError):
     """A pretrained-weights file or directory that a backbone needs is not there."""
+
+
+def default_cache_dir() -> Path:
+    """Where trimodal keeps generated assets (``$TRIMODAL_CACHE`` or ``~/.cache/trimodal``):
+    converted and generated backbone weights, and the demo's corpus."""
+    return Path(os.environ.get("TRIMODAL_CACHE", Path.home() / ".cache" / "trimodal"))
 
 
 class Backbone(nn.Module):

@@ -61,7 +61,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trimodal.backbones.base import Backbone, MissingCheckpointError
+from trimodal.backbones.base import Backbone, MissingCheckpointError, default_cache_dir
 from trimodal.utils import atomic_write_bytes
 
 MUSICNN_PACKAGE = "musicnn"
@@ -95,8 +95,6 @@ FLOAT16_MAX = 65504.0
 
 def default_musicnn_dir() -> Path:
     """Where ``convert`` writes and the backbone looks: ``<default_cache_dir()>/musicnn``."""
-    from trimodal.modeling import default_cache_dir
-
     return default_cache_dir() / "musicnn"
 
 
@@ -571,6 +569,45 @@ def download_package(directory: Path) -> Path:
     return files[0]
 
 
+def _package_sha256(package: Path) -> str:
+    """The package file's sha256; a wheel other than PyPI's is noted, not refused (its
+    checkpoint files are verified one by one)."""
+    package_sha = _sha256(package)
+    if package.name.endswith(".whl") and package_sha != MUSICNN_WHEEL_SHA256:
+        print(
+            f"note: {package.name} sha256 {package_sha} differs from PyPI's wheel; the "
+            "checkpoint files are verified individually below",
+            flush=True,
+        )
+    return package_sha
+
+
+def _extract_checkpoint(
+    files: _PackageFiles,
+    model: str,
+    ckpt_dir: Path,
+    package: Path,
+    checkpoint_sha256: dict[str, dict[str, str]] | None,
+) -> dict[str, str]:
+    """Write ``model``'s TF checkpoint files from the package into ``ckpt_dir``, checking
+    each against ``checkpoint_sha256`` (``None``: unchecked); return their sha256."""
+    # musicnn saves each model with the prefix "<model>/" (files ".index", ".data-…").
+    ckpt_dir.mkdir()
+    hashes = {}
+    for suffix in (".index", ".data-00000-of-00001"):
+        data = files.read(f"{model}/{suffix}")
+        hashes[suffix] = hashlib.sha256(data).hexdigest()
+        expected = None if checkpoint_sha256 is None else checkpoint_sha256[model][suffix]
+        if expected is not None and hashes[suffix] != expected:
+            raise ValueError(
+                f"{package}: musicnn/{model}/{suffix} has sha256 {hashes[suffix]}, "
+                f"expected {expected} (musicnn {MUSICNN_VERSION}): corrupt or a "
+                "different release"
+            )
+        (ckpt_dir / suffix).write_bytes(data)
+    return hashes
+
+
 def convert(
     models: list[str],
     cache_dir: Path | None = None,
@@ -605,31 +642,12 @@ def convert(
         package = Path(package)
         if not package.is_file():
             raise FileNotFoundError(f"musicnn package file not found: {package}")
-        package_sha = _sha256(package)
-        if package.name.endswith(".whl") and package_sha != MUSICNN_WHEEL_SHA256:
-            print(
-                f"note: {package.name} sha256 {package_sha} differs from PyPI's wheel; the "
-                "checkpoint files are verified individually below",
-                flush=True,
-            )
+        package_sha = _package_sha256(package)
         files = _PackageFiles(package)
         configuration = files.read("configuration.py")
         for model in models:
-            # musicnn saves each model with the prefix "<model>/" (files ".index", ".data-…").
             ckpt_dir = tmp_dir / model
-            ckpt_dir.mkdir()
-            hashes = {}
-            for suffix in (".index", ".data-00000-of-00001"):
-                data = files.read(f"{model}/{suffix}")
-                hashes[suffix] = hashlib.sha256(data).hexdigest()
-                expected = None if checkpoint_sha256 is None else checkpoint_sha256[model][suffix]
-                if expected is not None and hashes[suffix] != expected:
-                    raise ValueError(
-                        f"{package}: musicnn/{model}/{suffix} has sha256 {hashes[suffix]}, "
-                        f"expected {expected} (musicnn {MUSICNN_VERSION}): corrupt or a "
-                        "different release"
-                    )
-                (ckpt_dir / suffix).write_bytes(data)
+            hashes = _extract_checkpoint(files, model, ckpt_dir, package, checkpoint_sha256)
             state = tf_to_torch_state(read_checkpoint(str(ckpt_dir) + "/"))
             # Check against the architecture before writing anything.
             reference = MusicnnBackbone(MusicnnOptions(checkpoint=model))

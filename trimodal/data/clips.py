@@ -13,8 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from trimodal.data.schema import audio_column, frame_columns, stable_int
-
-MODALITIES = ("text", "audio", "video")
+from trimodal.modalities import MODALITIES
 
 
 class _Column:

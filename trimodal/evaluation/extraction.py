@@ -29,7 +29,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from trimodal.config import MODALITIES
+from trimodal.modalities import MODALITIES
 from trimodal.utils import atomic_path, atomic_write_json
 
 logger = logging.getLogger(__name__)

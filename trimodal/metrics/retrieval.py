@@ -30,11 +30,12 @@ import numpy as np
 import torch
 from sklearn.metrics import average_precision_score
 
+from trimodal.modalities import MODALITIES
+
 DEFAULT_KS: tuple[int, ...] = (1, 5, 10, 25)
 #: Queries per chunk. 1024 × 100k float32 is 400 MB of similarities; see
 #: ``benchmarks/bench_retrieval.py`` for the time/memory trade-off that picked it.
 DEFAULT_CHUNK_SIZE = 1024
-MODALITIES: tuple[str, ...] = ("text", "audio", "video")
 
 ArrayLike = torch.Tensor | np.ndarray
 

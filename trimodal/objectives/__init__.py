@@ -15,7 +15,7 @@ components under ``"loss/<x>-<y>/<component>"``. With several processes the embe
 gathered with autograd first (:mod:`trimodal.distributed`).
 """
 
-from trimodal.objectives.base import PAIRS, PairwiseObjective, pair_name
+from trimodal.objectives.base import PairwiseObjective
 from trimodal.objectives.contrastive import (
     ContrastiveObjective,
     NTXentObjective,
@@ -31,7 +31,6 @@ from trimodal.objectives.registry import (
 from trimodal.objectives.vmnet import VMNetTripletObjective, ranking_loss, structure_loss
 
 __all__ = [
-    "PAIRS",
     "ContrastiveObjective",
     "CosineObjective",
     "NTXentObjective",
@@ -43,7 +42,6 @@ __all__ = [
     "cosine_matrix",
     "get_objective",
     "objective_class",
-    "pair_name",
     "ranking_loss",
     "register_objective",
     "structure_loss",

@@ -20,19 +20,10 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from trimodal.config import MODALITIES
 from trimodal.distributed import gather_with_grad, get_world_size
+from trimodal.modalities import MODALITIES, PAIRS, pair_name
 
-__all__ = ["PAIRS", "PairwiseObjective", "pair_name"]
-
-#: Modality pairs in the order in which their terms are computed and reported.
-PAIRS: tuple[tuple[str, str], ...] = (("text", "audio"), ("text", "video"), ("audio", "video"))
-
-
-def pair_name(x: str, y: str) -> str:
-    """``"text-audio"`` style name of a pair (the key in ``pair_weights`` and in the output)."""
-    return f"{x}-{y}"
-
+__all__ = ["PairwiseObjective"]
 
 _PAIR_NAMES = tuple(pair_name(x, y) for x, y in PAIRS)
 

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from trimodal.modalities import STUDY_PAIR_WEIGHTS
 from trimodal.objectives.base import PairwiseObjective
 from trimodal.objectives.cosine import cosine_matrix
 from trimodal.objectives.registry import register_objective
@@ -166,11 +167,7 @@ class _BlockwiseClipLoss(torch.autograd.Function):
 class WeightedContrastiveObjective(ContrastiveObjective):
     """:class:`ContrastiveObjective` with the study's pair weights TA .15, TV .15, AV .70."""
 
-    default_pair_weights: ClassVar[Mapping[str, float]] = {
-        "text-audio": 0.15,
-        "text-video": 0.15,
-        "audio-video": 0.70,
-    }
+    default_pair_weights: ClassVar[Mapping[str, float]] = STUDY_PAIR_WEIGHTS
 
 
 @register_objective("nt_xent")

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from trimodal.modalities import STUDY_PAIR_WEIGHTS
 from trimodal.objectives.base import PairwiseObjective
 from trimodal.objectives.registry import register_objective
 
@@ -112,8 +113,4 @@ class WeightedCosineObjective(CosineObjective):
     (The slides print the last negative term as A_p vs A_n; that is a typo for A vs V.)
     """
 
-    default_pair_weights: ClassVar[Mapping[str, float]] = {
-        "text-audio": 0.15,
-        "text-video": 0.15,
-        "audio-video": 0.70,
-    }
+    default_pair_weights: ClassVar[Mapping[str, float]] = STUDY_PAIR_WEIGHTS

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from trimodal.config import MODALITIES
+from trimodal.modalities import MODALITIES
 
 
 def _rng_state() -> tuple[torch.Tensor, list[torch.Tensor] | None]:

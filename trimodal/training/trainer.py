@@ -17,7 +17,6 @@ What the research code got wrong and this loop does instead (BRIEF §3):
 from __future__ import annotations
 
 import inspect
-import itertools
 import json
 import logging
 import math
@@ -35,10 +34,11 @@ from accelerate.tracking import GeneralTracker
 from accelerate.utils import ProjectConfiguration
 from tqdm.auto import tqdm
 
-from trimodal.config import MODALITIES, ExperimentConfig, save_config, to_dict
+from trimodal.config import ExperimentConfig, save_config, to_dict
 from trimodal.data import PreparedClips, VideoBatchSampler, collate_clips
 from trimodal.embedding import extract_embeddings
 from trimodal.metrics.retrieval import cross_modal_retrieval
+from trimodal.modalities import pairs_among
 from trimodal.modeling import TrimodalModel, build_model
 from trimodal.objectives import get_objective, objective_class
 from trimodal.training.feature_cache import FeatureCache
@@ -251,7 +251,7 @@ class Trainer:
         if not cached:
             return None
         fingerprint = {
-            "channels": {m: model.config.channels[m] for m in cached},
+            "channels": {m: to_dict(model.config.channels[m]) for m in cached},
             "data": to_dict(self.config.data),
             "dataset": dataset.fingerprint,
             "seed": self.config.train.seed,
@@ -615,7 +615,7 @@ def validation_metrics(
     (``video/audio-video/mean_R@10``), and the study's mean positive-pair cosine distance
     per pair."""
     present = {m: embeddings[m] for m in modalities if m in embeddings}
-    pairs = list(itertools.combinations([m for m in MODALITIES if m in present], 2))
+    pairs = pairs_among(present)
     results = cross_modal_retrieval(present, embeddings["video_id"], ks=tuple(ks))
     flat: dict[str, float] = {}
     for level, directions in results.items():

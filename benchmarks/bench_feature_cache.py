@@ -79,14 +79,11 @@ def make_dataset(root: Path, train_videos: int, clip_seconds: float, seed: int) 
     return prepared
 
 
-def worker(args: argparse.Namespace) -> dict:
-    import torch
-
+def _worker_config(args: argparse.Namespace):
+    """The trainer's config: full preset, audio + video frozen, the cache on or off."""
     from trimodal.config import load_config
-    from trimodal.training import Trainer
 
-    torch.set_num_threads(args.threads or torch.get_num_threads())
-    config = load_config(
+    return load_config(
         None,
         [
             "--data", args.prepared,
@@ -107,24 +104,33 @@ def worker(args: argparse.Namespace) -> dict:
             "--eval.batch_size", str(args.batch_size),
         ],
     )  # fmt: skip
-    t0 = time.perf_counter()
-    trainer = Trainer(config)
-    setup_seconds = time.perf_counter() - t0
-    model = trainer.unwrapped
-    epochs = args.epochs
-    wall = [0.0] * epochs
-    data = [0.0] * epochs
-    validation = [0.0] * epochs
-    batches = [0] * epochs
-    backbone_calls = {m: [0] * epochs for m in model.backbones}
-    current = {"epoch": None}
 
-    batches_fn = trainer._batches
 
-    def timed_batches(epoch: int):
+class EpochProbe:
+    """Per-epoch timings and backbone call counts of one ``Trainer.fit``, recorded by wrapping
+    the instance's ``_batches`` and ``validate`` and hooking its backbones (see the module
+    docstring); the trainer itself is unchanged."""
+
+    def __init__(self, trainer, epochs: int):
+        self.wall = [0.0] * epochs
+        self.data = [0.0] * epochs
+        self.validation = [0.0] * epochs
+        self.batches = [0] * epochs
+        self.backbone_calls = {m: [0] * epochs for m in trainer.unwrapped.backbones}
+        self.epoch: int | None = None
+        self.validating = False
+        self._batches_fn = trainer._batches
+        self._validate_fn = trainer.validate
+        for modality, backbone in trainer.unwrapped.backbones.items():
+            backbone.register_forward_hook(self._counter(modality))
+        trainer._batches = self.timed_batches
+        trainer.validate = self.timed_validate
+
+    def timed_batches(self, epoch: int):
+        """The epoch's batches; its wall time runs until they are exhausted."""
         start = time.perf_counter()
-        current["epoch"] = epoch
-        iterator = batches_fn(epoch)
+        self.epoch = epoch
+        iterator = self._batches_fn(epoch)
         try:
             while True:
                 t = time.perf_counter()
@@ -132,38 +138,44 @@ def worker(args: argparse.Namespace) -> dict:
                     item = next(iterator)
                 except StopIteration:
                     return
-                data[epoch] += time.perf_counter() - t
-                batches[epoch] += 1
+                self.data[epoch] += time.perf_counter() - t
+                self.batches[epoch] += 1
                 yield item
         finally:
-            wall[epoch] = time.perf_counter() - start
-            current["epoch"] = None
+            self.wall[epoch] = time.perf_counter() - start
+            self.epoch = None
 
-    validate_fn = trainer.validate
-    validating = {"on": False}
-
-    def timed_validate():
+    def timed_validate(self):
         t = time.perf_counter()
-        validating["on"] = True
+        self.validating = True
         try:
-            return validate_fn()
+            return self._validate_fn()
         finally:
-            validating["on"] = False
-            if current["epoch"] is not None:
-                validation[current["epoch"]] += time.perf_counter() - t
+            self.validating = False
+            if self.epoch is not None:
+                self.validation[self.epoch] += time.perf_counter() - t
 
-    def count(modality: str):
+    def _counter(self, modality: str):
         def hook(module, inputs, output):
-            if current["epoch"] is not None and not validating["on"]:
-                backbone_calls[modality][current["epoch"]] += 1
+            # Training-time calls only: validation runs the backbones with or without cache.
+            if self.epoch is not None and not self.validating:
+                self.backbone_calls[modality][self.epoch] += 1
 
         return hook
 
-    for modality, backbone in model.backbones.items():
-        backbone.register_forward_hook(count(modality))
-    trainer._batches = timed_batches
-    trainer.validate = timed_validate
 
+def worker(args: argparse.Namespace) -> dict:
+    import torch
+
+    from trimodal.training import Trainer
+
+    torch.set_num_threads(args.threads or torch.get_num_threads())
+    config = _worker_config(args)
+    t0 = time.perf_counter()
+    trainer = Trainer(config)
+    setup_seconds = time.perf_counter() - t0
+    model = trainer.unwrapped
+    probe = EpochProbe(trainer, args.epochs)
     t0 = time.perf_counter()
     trainer.fit()
     fit_seconds = time.perf_counter() - t0
@@ -171,12 +183,12 @@ def worker(args: argparse.Namespace) -> dict:
         "feature_cache": args.worker == "cache",
         "train_clips": len(trainer.train_set),
         "dev_clips": len(trainer.dev_set),
-        "batches": batches,
-        "epoch_wall_seconds": wall,
-        "validation_seconds": validation,
-        "train_seconds": [w - v for w, v in zip(wall, validation)],
-        "data_seconds": data,
-        "backbone_calls": backbone_calls,
+        "batches": probe.batches,
+        "epoch_wall_seconds": probe.wall,
+        "validation_seconds": probe.validation,
+        "train_seconds": [w - v for w, v in zip(probe.wall, probe.validation)],
+        "data_seconds": probe.data,
+        "backbone_calls": probe.backbone_calls,
         "setup_seconds": setup_seconds,
         "fit_seconds": fit_seconds,
         "params": {m: sum(p.numel() for p in b.parameters()) for m, b in model.backbones.items()},
@@ -206,7 +218,7 @@ def _run_worker(mode: str, args: argparse.Namespace, prepared: Path, work: Path)
     return result
 
 
-def main() -> None:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--train-videos", type=int, default=6, help="train clips (1 per video)")
     parser.add_argument("--clip-seconds", type=float, default=4.0)
@@ -219,15 +231,11 @@ def main() -> None:
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--prepared", help=argparse.SUPPRESS)
     parser.add_argument("--output", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser
 
-    if args.worker:
-        print(json.dumps(worker(args)))
-        return
-    if args.epochs < 2:
-        parser.error("--epochs must be >= 2 (the first epoch fills the cache)")
 
-    started = time.perf_counter()
+def _run_both(args: argparse.Namespace) -> dict[str, dict]:
+    """Prepare the data set, then one worker with the cache and one without: their results."""
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench_fc_"))
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -246,7 +254,11 @@ def main() -> None:
         )
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)
+    return runs
 
+
+def _print_table(args: argparse.Namespace, runs: dict[str, dict]) -> None:
+    """The setup line and the Markdown table of per-epoch times, without and with the cache."""
     info = runs["cache"]
     print()
     print(
@@ -269,6 +281,11 @@ def main() -> None:
             f"| {on['train_seconds'][e]:16.2f} | {on['data_seconds'][e]:15.2f} "
             f"| {val:>31} | {off['train_seconds'][e] / on['train_seconds'][e]:15.1f}x |"
         )
+
+
+def _report_speedup(args: argparse.Namespace, runs: dict[str, dict], started: float) -> float:
+    """Print and return the mean training time of epochs >= 2, without over with the cache."""
+    off, on = runs["no_cache"], runs["cache"]
     later_off = sum(off["train_seconds"][1:]) / (args.epochs - 1)
     later_on = sum(on["train_seconds"][1:]) / (args.epochs - 1)
     speedup = later_off / later_on
@@ -278,21 +295,38 @@ def main() -> None:
         f"{speedup:.1f}x (target >= 20x); whole fit {off['fit_seconds']:.0f} s vs "
         f"{on['fit_seconds']:.0f} s; benchmark took {time.perf_counter() - started:.0f} s"
     )
-    if args.json:
-        import torch
+    return speedup
 
-        meta = {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "machine": platform.machine(),
-            "cpu_count": os.cpu_count(),
-            "args": {
-                k: v for k, v in vars(args).items() if k not in ("worker", "prepared", "output")
-            },
-        }
-        with open(args.json, "w") as f:
-            json.dump({"meta": meta, "runs": runs, "speedup_later_epochs": speedup}, f, indent=2)
-        print(f"wrote {args.json}")
+
+def _write_json(args: argparse.Namespace, runs: dict[str, dict], speedup: float) -> None:
+    import torch
+
+    meta = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "args": {k: v for k, v in vars(args).items() if k not in ("worker", "prepared", "output")},
+    }
+    with open(args.json, "w") as f:
+        json.dump({"meta": meta, "runs": runs, "speedup_later_epochs": speedup}, f, indent=2)
+    print(f"wrote {args.json}")
+
+
+def main() -> None:
+    parser = _parser()
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args)))
+        return
+    if args.epochs < 2:
+        parser.error("--epochs must be >= 2 (the first epoch fills the cache)")
+    started = time.perf_counter()
+    runs = _run_both(args)
+    _print_table(args, runs)
+    speedup = _report_speedup(args, runs, started)
+    if args.json:
+        _write_json(args, runs, speedup)
 
 
 if __name__ == "__main__":

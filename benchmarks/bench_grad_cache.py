@@ -322,7 +322,7 @@ def _encoder_peak(r: dict) -> int:
     return max(phases.get("embed", 0), phases.get("replay", 0))
 
 
-def main() -> None:
+def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 256, 1024, 4096])
     parser.add_argument("--chunk", type=int, default=64, help="grad-cache chunk size")
@@ -361,17 +361,20 @@ def main() -> None:
     parser.add_argument("--json", help="write the results as JSON here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser.parse_args()
 
-    if args.worker:
-        if args.worker == "check":
-            res = worker_check(args)
-        else:
-            res = worker_step(args.batch, args.chunk if args.worker == "cached" else 0, args)
-        print(json.dumps(res))
-        return
 
-    started = time.perf_counter()
+def _run_worker_mode(args: argparse.Namespace) -> None:
+    """Inside a worker subprocess: run its one measurement, print it as a JSON line."""
+    if args.worker == "check":
+        res = worker_check(args)
+    else:
+        res = worker_step(args.batch, args.chunk if args.worker == "cached" else 0, args)
+    print(json.dumps(res))
+
+
+def _gradient_check(args: argparse.Namespace) -> dict | None:
+    """The plain vs grad-cache gradient comparison (``None`` with ``--check-batch 0``)."""
     check = _run_worker("check", args) if args.check_batch else None
     if check:
         print(
@@ -381,7 +384,11 @@ def main() -> None:
             f"{check['worst_parameter']})",
             flush=True,
         )
+    return check
 
+
+def _measure_batches(args: argparse.Namespace) -> list[dict]:
+    """One row per batch size: ``{"batch": B, mode: worker result}`` for each mode."""
     rows = []
     for batch in args.batch_sizes:
         row = {"batch": batch}
@@ -395,9 +402,12 @@ def main() -> None:
                 flush=True,
             )
         rows.append(row)
+    return rows
 
-    first, last = rows[0], rows[-1]
-    info = first[args.modes[0]]
+
+def _print_table(args: argparse.Namespace, rows: list[dict]) -> None:
+    """The model summary line and the Markdown table of memory and time per batch size."""
+    info = rows[0][args.modes[0]]
     print()
     print(
         f"model: text (tiny BPEmb, frozen) + video (VideoMAE {args.layers} layers, hidden "
@@ -424,6 +434,11 @@ def main() -> None:
             f"| {_mib(c.get('phase_peak_bytes', {}).get('loss')):>28} | {hwm:>35} |"
         )
 
+
+def _report_scaling(args: argparse.Namespace, rows: list[dict]) -> dict[str, float]:
+    """Print and return the peak ratios largest / smallest batch (per mode, and for the grad
+    cache's encoder phases alone), then the time ratio grad cache / plain."""
+    first, last = rows[0], rows[-1]
     ratios: dict[str, float] = {}
     for mode in args.modes:
         ratios[mode] = last[mode]["peak_sampled_bytes"] / first[mode]["peak_sampled_bytes"]
@@ -442,25 +457,43 @@ def main() -> None:
             f"time per step ({last['batch']}): grad cache / plain = "
             f"{last['cached']['seconds'] / last['plain']['seconds']:.2f}"
         )
+    return ratios
+
+
+def _write_json(
+    args: argparse.Namespace, check: dict | None, rows: list[dict], ratios: dict[str, float]
+) -> None:
+    import torch
+
+    meta = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "args": {k: v for k, v in vars(args).items() if k not in ("worker", "batch")},
+    }
+    with open(args.json, "w") as f:
+        json.dump(
+            {"meta": meta, "gradient_check": check, "rows": rows, "peak_ratios": ratios},
+            f,
+            indent=2,
+        )
+    print(f"wrote {args.json}")
+
+
+def main() -> None:
+    args = _parse_args()
+    if args.worker:
+        _run_worker_mode(args)
+        return
+    started = time.perf_counter()
+    check = _gradient_check(args)
+    rows = _measure_batches(args)
+    _print_table(args, rows)
+    ratios = _report_scaling(args, rows)
     print(f"benchmark took {time.perf_counter() - started:.0f} s")
-
     if args.json:
-        import torch
-
-        meta = {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "machine": platform.machine(),
-            "cpu_count": os.cpu_count(),
-            "args": {k: v for k, v in vars(args).items() if k not in ("worker", "batch")},
-        }
-        with open(args.json, "w") as f:
-            json.dump(
-                {"meta": meta, "gradient_check": check, "rows": rows, "peak_ratios": ratios},
-                f,
-                indent=2,
-            )
-        print(f"wrote {args.json}")
+        _write_json(args, check, rows, ratios)
 
 
 if __name__ == "__main__":

@@ -114,58 +114,47 @@ def test_records_step_resumes_and_reports_damage(tmp_path):
     assert (s3["already_done"], s3["videos"]) == (2, 6)
 
 
-def test_end_to_end_cli(tmp_path, monkeypatch, capsys):
-    tf, _ = _write_inputs(tmp_path)
-    vocab = write_vocab(tmp_path / "vocabulary.csv", VOCAB)
-    work = tmp_path / "work"
-    w = ["--work-dir", str(work), "--no-progress"]
-    net = ["--timeout", "0.3", "--backoff", "0.001", "--retries", "3"]
+NET = ["--timeout", "0.3", "--backoff", "0.001", "--retries", "3"]
 
-    assert (
-        main(
-            [
-                "yt8m-labels",
-                "--vocabulary",
-                str(vocab),
-                "--label",
-                "Guitar",
-                "--label",
-                "Music video",
-                "--label",
-                "3",
-                *w,
-            ]
-        )
-        == 0
-    )
+
+def _select_labels_and_read_records(root, tf, w, capsys):
+    vocab = write_vocab(root / "vocabulary.csv", VOCAB)
+    labels = ["--label", "Guitar", "--label", "Music video", "--label", "3"]
+    assert main(["yt8m-labels", "--vocabulary", str(vocab), *labels, *w]) == 0
     assert main(["yt8m-records", "--input", str(tf / "*.tfrecord"), *w]) == 0
     out = capsys.readouterr().out
     assert "3 files" in out and "1 corrupt" in out and "8 videos kept" in out
 
+
+def _fetch_ids_and_metadata(monkeypatch, w, capsys):
+    """Ids and metadata from the fake servers, through a 500, a slow answer, a missing key
+    and an exhausted quota; a finished step sends no request when run again."""
     with _fake_server() as fake:
         fake.id_failures = {"Pa01": ["500"], "Pb01": ["slow"]}
-        assert main(["yt8m-ids", "--base-url", fake.url + "/2/j/i", *net, *w]) == 0
+        assert main(["yt8m-ids", "--base-url", fake.url + "/2/j/i", *NET, *w]) == 0
         assert "7 done now, 1 missing" in capsys.readouterr().out
 
         # No key: a clear error naming the variable.
         monkeypatch.delenv("YOUTUBE_API_KEY", raising=False)
-        assert main(["yt8m-metadata", "--api-url", fake.url, *net, *w]) == 2
+        assert main(["yt8m-metadata", "--api-url", fake.url, *NET, *w]) == 2
         assert "YOUTUBE_API_KEY" in capsys.readouterr().err
 
         monkeypatch.setenv("YOUTUBE_API_KEY", KEY)
         fake.quota_left = 0
-        assert main(["yt8m-metadata", "--api-url", fake.url, *net, *w]) == EXIT_QUOTA
+        assert main(["yt8m-metadata", "--api-url", fake.url, *NET, *w]) == EXIT_QUOTA
         printed = capsys.readouterr().out
         assert "quota exhausted" in printed and "Quota resets at midnight Pacific" in printed
         fake.quota_left = None
         fake.api_failures = ["500"]
-        assert main(["yt8m-metadata", "--api-url", fake.url, *net, *w]) == 0
+        assert main(["yt8m-metadata", "--api-url", fake.url, *NET, *w]) == 0
         assert "6 done now, 1 missing" in capsys.readouterr().out
         assert len(fake.api_requests()) == 3  # quota refusal, the 500, the answer
         # Nothing left to do: no request at all.
-        assert main(["yt8m-metadata", "--api-url", fake.url, *net, *w]) == 0
+        assert main(["yt8m-metadata", "--api-url", fake.url, *NET, *w]) == 0
         assert len(fake.api_requests()) == 3
 
+
+def _filter_and_check_exclusions(work, w, capsys):
     assert main(["yt8m-filter", *w]) == 0
     printed = capsys.readouterr().out
     assert "8 videos: 3 selected (dev 1, test 1, train 1), 5 excluded" in printed
@@ -181,18 +170,25 @@ def test_end_to_end_cli(tmp_path, monkeypatch, capsys):
     urls = (work / "filtered" / "download_urls.txt").read_text().split()
     assert urls[0].startswith("https://www.youtube.com/watch?v=")
 
-    media = tmp_path / "downloads"
+
+def _build_corpus(root, w, capsys):
+    """Downloads for 2 of the 3 selected videos (the third only partial or empty), then
+    ``yt8m-corpus``: returns the media and corpus directories."""
+    media = root / "downloads"
     media.mkdir()
     (media / "yt_train_01.mp4").write_bytes(b"\x00" * 100)
     (media / "yt_train_01.webm").write_bytes(b"\x00" * 100)  # mp4 preferred
     (media / "yt_dev_0b01.mkv").write_bytes(b"\x00" * 10)
     (media / "yt_test_006.mp4.part").write_bytes(b"\x00" * 10)  # unfinished: missing
     (media / "yt_test_006.webm").write_bytes(b"")  # empty: missing
-    corpus = tmp_path / "corpus"
+    corpus = root / "corpus"
     assert main(["yt8m-corpus", "--media-dir", str(media), "--corpus-dir", str(corpus), *w]) == 0
     printed = capsys.readouterr().out
     assert "3 selected videos: 2 with media, 1 without (33.3%)" in printed
+    return media, corpus
 
+
+def _check_corpus(media, corpus):
     records = {r.video_id: r for r in read_corpus(corpus)}
     assert set(records) == {"yt_train_01", "yt_dev_0b01"}
     train = records["yt_train_01"]
@@ -212,6 +208,19 @@ def test_end_to_end_cli(tmp_path, monkeypatch, capsys):
     assert [(m["video_id"], m["split"]) for m in missing] == [("yt_test_006", "test")]
     summary = json.loads((corpus / "youtube8m_media.json").read_text())
     assert summary["per_split"]["test"] == {"with_media": 0, "missing_media": 1}
+
+
+def test_end_to_end_cli(tmp_path, monkeypatch, capsys):
+    """Every sub-command in order on one work directory; each step checks what it printed
+    and wrote, and the API key appears in no file and no output."""
+    tf, _ = _write_inputs(tmp_path)
+    work = tmp_path / "work"
+    w = ["--work-dir", str(work), "--no-progress"]
+    _select_labels_and_read_records(tmp_path, tf, w, capsys)
+    _fetch_ids_and_metadata(monkeypatch, w, capsys)
+    _filter_and_check_exclusions(work, w, capsys)
+    media, corpus = _build_corpus(tmp_path, w, capsys)
+    _check_corpus(media, corpus)
 
     # The API key was never written anywhere.
     for path in tmp_path.rglob("*"):

@@ -1,4 +1,5 @@
-"""Retrieval metrics: brute-force references, ties, hand-made cases, BRIEF §3.1/§3.2 regressions."""
+"""Retrieval metrics: brute-force references, ties, hand-made cases, and regression tests of
+docs/defects.md#rank-of-the-true-partner and docs/defects.md#cumulative-recall."""
 
 from __future__ import annotations
 
@@ -99,7 +100,8 @@ def test_duplicated_gallery_rows_count_against_the_query():
 
 
 def test_perfect_model_has_rank_one_everywhere_not_half_the_gallery():
-    # BRIEF §3.1: diag(argsort(sim)) gives median ≈ N/2 even for a perfect model.
+    # docs/defects.md#rank-of-the-true-partner: diag(argsort(sim)) gives median ≈ N/2 even for
+    # a perfect model.
     rng = np.random.default_rng(5)
     x = rng.standard_normal((501, 32)).astype(np.float32)
     metrics = retrieval_metrics(x, 3.0 * x)  # scale must not matter (cosine)
@@ -136,7 +138,8 @@ def test_hand_made_reversed_model():
 
 
 def test_directions_are_not_copies_of_each_other():
-    # BRIEF §3.1 also copied a→v ranks into v→a. Here they differ:
+    # The research code also copied a→v ranks into v→a
+    # (docs/defects.md#rank-of-the-true-partner). Here they differ:
     a = np.array([[1.0, 0.0], [1.0, 0.1], [-1.0, 0.0]])
     v = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
     # a1 = (1, .1) is closer to v0 (cos .995) than to its partner v1 (cos .0995): rank 2.
@@ -149,7 +152,8 @@ def test_directions_are_not_copies_of_each_other():
 
 
 def test_recall_at_k_is_cumulative():
-    # BRIEF §3.2: with `elif`, a rank-1 hit was not counted in R@5. Ranks 1, 3, 7, 30:
+    # docs/defects.md#cumulative-recall: with `elif`, a rank-1 hit was not counted in R@5.
+    # Ranks 1, 3, 7, 30:
     m = metrics_from_ranks([1, 3, 7, 30], ks=(1, 5, 10, 25))
     assert (m["R@1"], m["R@5"], m["R@10"], m["R@25"]) == (0.25, 0.5, 0.75, 0.75)
     perfect = metrics_from_ranks([1] * 10, ks=(1, 5, 10))

@@ -56,7 +56,9 @@ def ref_contrastive(x, y, scale):
 
 
 def ref_nt_xent(x, y, tau):
-    # Veldkamp et al. (seed 001) eq. (1)-(3): positive excluded from the denominator,
+    # Veldkamp et al., eq. (1)-(3)
+    # (docs/research.md#dual-encoder-study-objective-and-training-settings):
+    # positive excluded from the denominator,
     # both directions summed, mean over the batch.
     n = len(x)
     total = 0.0
@@ -169,7 +171,7 @@ OBJECTIVE_CASES = [
 # ----------------------------------------------------------------------------- registry
 
 
-def test_registry_has_every_objective_of_the_brief():
+def test_registry_has_every_objective_of_the_three_studies():
     expected = {
         "cosine",
         "weighted_cosine",
@@ -244,7 +246,8 @@ def test_objective_matches_reference(name, options, modalities, n):
 
 @pytest.mark.parametrize(("name", "options"), OBJECTIVE_CASES)
 def test_every_batch_size_is_finite_with_finite_gradients(name, options):
-    # The research code's half-batch swap gave NaN on odd last batches (BRIEF §3.6).
+    # The research code's half-batch swap gave NaN on odd last batches
+    # (docs/defects.md#contrastive-and-cosine-losses).
     for n in range(1, 8):
         embs = {m: t.requires_grad_() for m, t in make_batch(ALL, n, seed=n).items()}
         feats = make_batch(ALL, n, seed=50 + n, dim=FEATURE_DIM)

@@ -110,7 +110,8 @@ def test_dev_and_test_keep_every_clip_with_exact_times(reference):
 
 
 def test_sparse_train_saves_exactly_the_sampled_clips(reference):
-    """BRIEF §3.7: the research code saved the *first* n clips under random clip numbers."""
+    """The research code saved the *first* n clips under random clip numbers
+    (docs/defects.md#sparse-clip-sampling)."""
     corpus, out, config = reference
     records = {r.video_id: r for r in read_corpus(corpus)}
     ds = _load(out, "train")
@@ -311,7 +312,8 @@ def test_bad_media_never_stops_the_run(broken_corpus, tmp_path: Path, monkeypatc
     for vid in good_ids:
         n = int(records[vid].duration_s // CLIP_SECONDS)
         assert list(ds["video_id"]).count(vid) == n
-    # BRIEF §3.3: every one of the 45 labels survives as text, multi-word ones included.
+    # Every one of the 45 labels survives as text, multi-word ones included
+    # (docs/defects.md#multi-word-labels-and-tags).
     texts = {t for row in list(ds["texts"]) for t in row}
     assert set(MUSIC45_LABELS) <= texts
     assert {MUSIC45_LABELS[i] for row in list(ds["label_ids"]) for i in row} == set(MUSIC45_LABELS)

@@ -1,4 +1,5 @@
-"""VM-NET (seed 003): network layout, feature files, handcrafted features, training, evaluation."""
+"""VM-NET (docs/research.md#the-vm-net-study): network layout, feature files, handcrafted
+features, training, evaluation."""
 
 from __future__ import annotations
 

@@ -54,7 +54,7 @@ def test_frame_level_round_trip_dequantises_and_averages(tmp_path):
         v = out[pid]
         assert v.num_frames == n and v.labels.tolist() == labels
         rgb_q, audio_q = frames[pid]
-        # The formula of the brief, frame by frame, then the mean.
+        # The YouTube-8M starter code's dequantisation, frame by frame, then the mean.
         expected_rgb = (rgb_q.astype(np.float64) * 4 / 255 + 4 / 512 - 2).mean(axis=0)
         expected_audio = (audio_q.astype(np.float64) * 4 / 255 + 4 / 512 - 2).mean(axis=0)
         np.testing.assert_allclose(v.mean_rgb, expected_rgb, atol=1e-5)

@@ -104,7 +104,8 @@ class ModelConfig:
 
 
 def _default_sparse_fractions() -> list[list[float]]:
-    # The trimodal study's train sampling (BRIEF §2): [share of videos, share of clips kept].
+    # The trimodal study's train sampling (docs/research.md#trimodal-study-data):
+    # [share of videos, share of clips kept].
     return [[0.30, 0.20], [0.20, 0.25], [0.20, 0.33], [0.20, 0.50], [0.05, 0.75], [0.05, 1.0]]
 
 

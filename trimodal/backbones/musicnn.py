@@ -31,9 +31,10 @@ Output (``output`` option), ``[B, D]``:
 
 * ``pooled`` (default, D = 1506): the back end's temporal pooling — mean over time (753) then
   max over time (753) of the 753-channel feature map — i.e. the network without its two dense
-  layers. This is what the dual-encoder thesis used (seed 000, appendix: "only the first seven
-  layers … omitting the two dense classification layers. The output are vectors of size
-  1506"). Note the order: ours is ``[mean, max]``; musicnn's dense layer reads the interleaved
+  layers. This is what the dual-encoder thesis used (docs/research.md#dual-encoder-study-model;
+  Veldkamp's thesis, appendix: "only the first seven layers … omitting the two dense
+  classification layers. The output are vectors of size 1506"). Note the order: ours is
+  ``[mean, max]``; musicnn's dense layer reads the interleaved
   ``[max_0, mean_0, max_1, mean_1, …]`` internally.
 * ``penultimate`` (D = 200): the penultimate dense layer (after ReLU and batch norm).
 * ``taggram`` (D = 50): sigmoid tag probabilities (names in ``tag_names``).

@@ -1,4 +1,6 @@
-"""Multilabel probe metrics (BRIEF §5: as in the trimodal slides, plus macro ROC-AUC).
+"""Multilabel probe metrics (as in the trimodal study, plus macro ROC-AUC).
+
+Definitions: docs/evaluation.md#multilabel-probes.
 
 Everything is computed by scikit-learn; this module only fixes the choices:
 

@@ -1,8 +1,9 @@
 """Softmax objectives over the N×N similarity matrix: ``contrastive``, ``weighted_contrastive``
-(CLIP-style, as in the trimodal study, seed 002) and ``nt_xent`` (the dual-encoder paper).
+(CLIP-style, as in the trimodal study: docs/research.md#trimodal-study-objectives) and
+``nt_xent`` (the dual-encoder paper).
 
 All three L2-normalise the embeddings first: the study's contrastive loss on raw dot products
-without temperature was one of its defects (BRIEF §3.6).
+without temperature was one of its defects (docs/defects.md#contrastive-and-cosine-losses).
 """
 
 from __future__ import annotations
@@ -178,11 +179,12 @@ class NTXentObjective(PairwiseObjective):
         ℓ_i(y→x) = −log[ exp(s_ii/τ) / Σ_{k≠i} exp(s_ki/τ) ]
         L_pair   = (1/N) Σ_i [ℓ_i(x→y) + ℓ_i(y→x)]
 
-    This is eq. (1)–(3) of Veldkamp et al. (seed 001; eq. (1) of the thesis, seed 000): the
-    indicator 𝟙[k≠i] removes the positive from the denominator, so, unlike CLIP's
-    cross-entropy, the loss is unbounded below, and the two directions are *summed* (not
-    averaged). At chance (s ≈ 0) it is about 2·ln(N − 1); the thesis reports 13.36 at N = 1000,
-    τ = 1 (2·ln 999 = 13.81).
+    This is eq. (1)–(3) of Veldkamp et al. (eq. (1) of Veldkamp's thesis; see
+    docs/research.md#dual-encoder-study-objective-and-training-settings): the indicator
+    𝟙[k≠i] removes the positive from the denominator, so, unlike CLIP's cross-entropy, the
+    loss is unbounded below, and the two directions are *summed* (not averaged). At chance
+    (s ≈ 0) it is about 2·ln(N − 1); the thesis reports 13.36 at N = 1000, τ = 1
+    (2·ln 999 = 13.81).
 
     Args:
         temperature: τ (default 1.0, the paper's baseline; it also tried 0.3). Fixed: a

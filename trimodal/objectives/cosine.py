@@ -1,4 +1,6 @@
-"""Cosine objectives of the trimodal study (seed 002): ``cosine`` and ``weighted_cosine``.
+"""Cosine objectives of the trimodal study: ``cosine`` and ``weighted_cosine``.
+
+The study's definitions: docs/research.md#trimodal-study-objectives.
 
 For a pair (x, y) with N rows (N = global batch) and ``c_ij = cos(x_i, y_j)``::
 
@@ -7,9 +9,9 @@ For a pair (x, y) with N rows (N = global batch) and ``c_ij = cos(x_i, y_j)``::
 ``Neg`` is every non-matching pair (i, j ≠ i) by default, or ``num_negatives`` distinct random
 j ≠ i per anchor i. The study used a batch of 2 and took "the other instance" as the negative,
 implemented as a fixed half-batch swap that leaves an odd last batch without negatives (NaN
-loss; BRIEF §3.6). Here the negative set is defined for every N ≥ 2; for N = 1 there is no
-negative at all, so the negative term is 0 (with a one-time warning) and only the positive term
-trains.
+loss; docs/defects.md#contrastive-and-cosine-losses). Here the negative set is defined for
+every N ≥ 2; for N = 1 there is no negative at all, so the negative term is 0 (with a one-time
+warning) and only the positive term trains.
 """
 
 from __future__ import annotations

@@ -1,13 +1,15 @@
-"""VM-NET / CBVMR triplet objective (seed 003, Prétet et al., after Hong et al. 2018).
+"""VM-NET / CBVMR triplet objective (Prétet et al., after Hong et al. 2018).
+
+The study and its settings: docs/research.md#the-vm-net-study.
 
 For the audio-video pair (music M = audio, video V)::
 
     L = λ1·L_VM + λ2·L_MV + λ3·L_VV + λ4·L_MM
 
-*Inter-modal ranking* (seed 003, Fig. 1a): ``L_VM`` uses triplets (a, p, n) = (e_V1, e_M1, e_M2)
-— a video anchor, its own music as positive, other clips' music as negatives — and ``L_MV`` the
-reverse. With d the cosine distance ``1 − cos`` and, per anchor i, the ``K`` *hardest* (closest)
-negatives j ≠ i::
+*Inter-modal ranking* (Prétet et al., Fig. 1a): ``L_VM`` uses triplets
+(a, p, n) = (e_V1, e_M1, e_M2) — a video anchor, its own music as positive, other clips' music
+as negatives — and ``L_MV`` the reverse. With d the cosine distance ``1 − cos`` and, per
+anchor i, the ``K`` *hardest* (closest) negatives j ≠ i::
 
     L_MV = mean_{i, j ∈ topK_i} max(0, margin + d(m_i, v_i) − d(m_i, v_j))
 
@@ -25,13 +27,14 @@ order violations only. A positive margin between consecutive neighbours would as
 one anchor's ranking to add up to (N−2)·margin, beyond the cosine distance's range [0, 2] for any
 realistic batch. (The public VM-NET code likewise weights only order disagreements.)
 
-Defaults: margin 0.1 (seed 003 / BRIEF); λ = (1, 3, 0.2, 0.2) and K = 100 are the public VM-NET
-code's training flags (music-anchored ranking weighted 3, video-anchored 1, each structure term
-0.2, "top_K" 100 at batch 1000), which seed 003 says it kept ("we kept the original code and
-hyperparameters of the triplet loss"); the paper itself prints no values. The distance is the
-cosine distance because the original code ranks by the dot product of L2-normalised embeddings
-(same differences, so the same margin), and seed 003's squared Euclidean distance on unit
-vectors is 2·(1 − cos).
+Defaults (docs/research.md#vm-net-study-model-objective-and-training-settings): margin 0.1;
+λ = (1, 3, 0.2, 0.2) and K = 100 are the public VM-NET code's training flags (music-anchored
+ranking weighted 3, video-anchored 1, each structure term 0.2, "top_K" 100 at batch 1000),
+which Prétet et al. say they kept ("we kept the original code and hyperparameters of the
+triplet loss"); the paper itself prints no values. The distance is the cosine distance because
+the original code ranks by the dot product of L2-normalised embeddings (same differences, so
+the same margin), and Prétet et al.'s squared Euclidean distance on unit vectors is
+2·(1 − cos).
 
 Other pairs (text-audio, text-video) use the same formula with the pair's first modality in the
 role of M and the second in the role of V: λ1 weights the ranking anchored on the *second*

@@ -1,5 +1,5 @@
-"""VM-NET (Hong et al. 2018, as re-examined in seed 003): cross-modal music-video retrieval
-from precomputed features.
+"""VM-NET (Hong et al. 2018, as re-examined by Prétet et al.): cross-modal music-video
+retrieval from precomputed features (docs/research.md#the-vm-net-study).
 
 * :mod:`trimodal.vmnet.config` — the run's typed settings (:class:`VMNetConfig`, YAML);
 * :mod:`trimodal.vmnet.model` — the two-branch network, a transformers ``PreTrainedModel``

@@ -33,7 +33,10 @@ def _parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(
         prog="python -m trimodal.vmnet",
-        description="VM-NET (seed 003): feature extraction, training and evaluation",
+        description=(
+            "VM-NET (Hong et al. 2018, as re-examined by Prétet, Richard & Peeters): "
+            "feature extraction, training and evaluation"
+        ),
     )
     sub = p.add_subparsers(dest="command", required=True)
 

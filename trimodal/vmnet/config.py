@@ -1,7 +1,8 @@
 """Typed configuration of a VM-NET run (network, objective, optimisation), loadable from YAML.
 
-Defaults are seed 003's settings (Prétet et al., "Cross-modal music-video recommendation: a
-study of design choices"), which kept the original VM-NET code's hyper-parameters:
+Defaults are the VM-NET study's settings (Prétet et al., "Cross-modal music-video
+recommendation: a study of design choices"; docs/research.md#the-vm-net-study), which kept the
+original VM-NET code's hyper-parameters:
 
 * branches on precomputed features: music 2048-1024-512, video 2048-512, dropout 0.5, a linear
   last layer followed by batch normalisation, L2-normalised outputs (see
@@ -10,9 +11,9 @@ study of design choices"), which kept the original VM-NET code's hyper-parameter
   negatives (see :mod:`trimodal.objectives.vmnet` for where those come from);
 * Adam, learning rate 1e-6, batch 1000, early stopping on the validation set.
 
-Seed 003 gives no epoch count or patience for the triplet-loss systems ("we use early
-stopping"); ``epochs`` and ``patience`` below are ours. ``standardize`` is also ours (see its
-comment).
+Prétet et al. give no epoch count or patience for the triplet-loss systems ("we use early
+stopping"; docs/research.md#vm-net-study-model-objective-and-training-settings); ``epochs``
+and ``patience`` below are ours. ``standardize`` is also ours (see its comment).
 """
 
 from __future__ import annotations
@@ -34,11 +35,11 @@ class VMNetConfig:
             last one is the embedding size and must be the same for both.
         music_input_dim / video_input_dim: feature sizes; ``None`` takes them from the training
             feature file (the saved config then records the actual sizes).
-        dropout: dropout after every hidden ReLU (seed 003: "a dropout scheme with probability
+        dropout: dropout after every hidden ReLU (Prétet et al.: "a dropout scheme with probability
             0.5").
         hidden_batch_norm: add batch normalisation after every hidden FC layer too (before its
-            ReLU). Off by default: seed 003 and the VM-NET code put batch normalisation only at
-            the end of each branch.
+            ReLU). Off by default: the VM-NET study and the VM-NET code put batch
+            normalisation only at the end of each branch.
         batch_norm_eps / batch_norm_momentum: of the final batch normalisation. The VM-NET code
             used TF's ``batch_norm(decay=0.99, epsilon=1e-3)``; torch's momentum is 1 − decay.
         standardize: z-score every input dimension with the training split's mean and standard
@@ -121,7 +122,8 @@ class VMNetConfig:
         if not self.eval_ks or any(k < 1 for k in self.eval_ks):
             raise ConfigError(f"eval_ks must be positive integers, got {self.eval_ks}")
         if 10 not in self.eval_ks:
-            # The checkpoint is selected on R@10 (seed 003's middle column).
+            # The checkpoint is selected on R@10 (the middle column of the VM-NET study's
+            # tables: docs/research.md#vm-net-study-reported-results).
             raise ConfigError(f"eval_ks must contain 10 (checkpoint selection), got {self.eval_ks}")
 
     @property

@@ -17,7 +17,7 @@ import torch
 @dataclasses.dataclass(frozen=True)
 class HandcraftedOptions:
     """Signal processing of :func:`handcrafted_features` (the VM-NET feature extractor's:
-    12 kHz, 512-point frames, hop 256 = 21.3 ms — seed 003's "1 frame ≈ 21 ms")."""
+    12 kHz, 512-point frames, hop 256 = 21.3 ms — Prétet et al.'s "1 frame ≈ 21 ms")."""
 
     sample_rate: int = 12000
     n_fft: int = 512
@@ -128,8 +128,8 @@ def handcrafted_features(
 ) -> np.ndarray:
     """VM-NET's handcrafted music features: statistics of librosa descriptors over a clip.
 
-    Seed 003 (§III): "handcrafted features (such as spectral centroid, MFCCs, and Chromas) are
-    extracted at each time frame (1 frame ≈ 21 ms) and statistically aggregated (using mean,
+    Prétet et al. (§III): "handcrafted features (such as spectral centroid, MFCCs, and Chromas)
+    are extracted at each time frame (1 frame ≈ 21 ms) and statistically aggregated (using mean,
     variance and max) over the whole clip", 1,140 values. Our reconstruction of that set, with
     librosa (§V-A: the original used librosa too):
 

@@ -1,6 +1,7 @@
-"""The VM-NET two-branch network over precomputed feature vectors (Hong et al. 2018; seed 003).
+"""The VM-NET two-branch network over precomputed feature vectors (Hong et al. 2018).
 
-Layout (seed 003, §III "Network architecture": "two independent branches made of
+As re-examined by Prétet et al. (docs/research.md#the-vm-net-study). Layout (Prétet et al.,
+§III "Network architecture": "two independent branches made of
 fully-connected layers with ReLU activations. The audio branch consists in 3 fully-connected
 layers of 2048, 1024, and 512 units respectively. The video branch consists in 2
 fully-connected layers of 2048 and 512 units respectively. Linear activations and batch

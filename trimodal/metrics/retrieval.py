@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from sklearn.metrics import average_precision_score
 
+from trimodal.metrics.pooling import aggregate_by_video
+
 DEFAULT_KS: tuple[int, ...] = (1, 5, 10, 25)
 #: Queries per chunk. 1024 × 100k float32 is 400 MB of similarities; see
 #: ``benchmarks/bench_retrieval.py`` for the time/memory trade-off that picked it.
@@ -183,39 +185,6 @@ def chance_metrics(n: int, ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
     return out
 
 
-def aggregate_by_video(
-    embeddings: ArrayLike, video_ids: Sequence, aggregation: str = "mean"
-) -> tuple[torch.Tensor, list]:
-    """Pool clip embeddings ([N_clips, D]) into one unit-norm embedding per video.
-
-    Each clip embedding is L2-normalised, then the clips of a video are pooled (``"mean"``:
-    average; ``"max"``: element-wise maximum) and the result re-normalised.
-
-    Args:
-        embeddings: [N_clips, D].
-        video_ids: length-N_clips sequence of hashable ids (str or int).
-        aggregation: ``"mean"`` or ``"max"``.
-
-    Returns:
-        ``(video_embeddings [V, D], ids)`` with ``ids`` the V distinct video ids in sorted order
-        (row ``v`` of the tensor belongs to ``ids[v]``).
-    """
-    x = l2_normalize(embeddings)
-    ids_arr = np.asarray(list(video_ids))
-    if ids_arr.shape[0] != x.shape[0]:
-        raise ValueError(f"{x.shape[0]} embeddings but {ids_arr.shape[0]} video ids")
-    uniq, inverse = np.unique(ids_arr, return_inverse=True)
-    index = torch.as_tensor(inverse.reshape(-1), dtype=torch.int64, device=x.device)
-    out = torch.zeros((len(uniq), x.shape[1]), dtype=x.dtype, device=x.device)
-    if aggregation == "mean":
-        out.index_add_(0, index, x)  # the sum; the re-normalisation removes the 1/count
-    elif aggregation == "max":
-        out.scatter_reduce_(0, index[:, None].expand_as(x), x, "amax", include_self=False)
-    else:
-        raise ValueError(f"aggregation must be 'mean' or 'max', got {aggregation!r}")
-    return l2_normalize(out), uniq.tolist()
-
-
 def cross_modal_retrieval(
     embeddings: Mapping[str, ArrayLike | None],
     video_ids: Sequence | None = None,
@@ -232,7 +201,8 @@ def cross_modal_retrieval(
             modality belongs to the same clip. Missing or ``None`` modalities are skipped (two
             present modalities give 2 directions, three give 6).
         video_ids: length-N video id of each clip; required for the ``"video"`` level, where
-            every modality is pooled per video with :func:`aggregate_by_video` and video ``v``
+            every modality is pooled per video with
+            :func:`~trimodal.metrics.pooling.aggregate_by_video` and video ``v``
             of one modality must find video ``v`` of the other.
         levels: any of ``"clip"``, ``"video"``.
         aggregation: ``"mean"`` or ``"max"`` pooling for the video level.

@@ -37,7 +37,8 @@ from tqdm.auto import tqdm
 
 from trimodal.config import MODALITIES, ExperimentConfig, save_config, to_dict
 from trimodal.data import PreparedClips, VideoBatchSampler, collate_clips
-from trimodal.embedding import extract_embeddings
+from trimodal.embedding import SplitEmbeddings, embed_batches
+from trimodal.embedding import data_options as model_data_options
 from trimodal.metrics.retrieval import cross_modal_retrieval
 from trimodal.modeling import TrimodalModel, build_model
 from trimodal.objectives import get_objective, objective_class
@@ -146,10 +147,7 @@ class Trainer:
         self.state = TrainerState()
 
         # -- data: the model's channels decide sample rate, frame size and frame count
-        data_options: dict[str, Any] = {"modalities": self.model.modalities}
-        for backbone in self.model.backbones.values():
-            data_options.update(backbone.data_options())
-        self.data_options = data_options
+        data_options = self.data_options = model_data_options(self.model)
         self.train_set = PreparedClips.from_config(config.data, "train", True, **data_options)
         self.dev_set = PreparedClips.from_config(config.data, "dev", False, **data_options)
         self.batch_sampler = VideoBatchSampler(
@@ -514,7 +512,7 @@ class Trainer:
     def validate(self) -> dict[str, Any]:
         """Retrieval on the dev split; saves the best model by ``train.select_metric``."""
         cache = self.dev_feature_cache
-        embeddings = extract_embeddings(
+        embeddings = embed_batches(
             self.model,
             self.dev_loader,
             accelerator=self.accelerator,
@@ -608,15 +606,22 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
 
 
 def validation_metrics(
-    embeddings: dict[str, Any], modalities: list[str], ks: list[int]
+    embeddings: SplitEmbeddings, modalities: list[str], ks: list[int]
 ) -> dict[str, float]:
     """Flat validation metrics: retrieval at clip and video level for every direction, their
     means over all directions (``video/mean_R@10``) and over each pair's two directions
     (``video/audio-video/mean_R@10``), and the study's mean positive-pair cosine distance
-    per pair."""
-    present = {m: embeddings[m] for m in modalities if m in embeddings}
+    per pair.
+
+    Args:
+        embeddings: the dev split's clip embeddings (:func:`trimodal.embedding.embed_batches`);
+            videos are pooled by :func:`trimodal.metrics.aggregate_by_video`, as everywhere.
+        modalities: the channels compared.
+        ks: the R@k cut-offs.
+    """
+    present = {m: embeddings.embeddings[m] for m in modalities if m in embeddings.embeddings}
     pairs = list(itertools.combinations([m for m in MODALITIES if m in present], 2))
-    results = cross_modal_retrieval(present, embeddings["video_id"], ks=tuple(ks))
+    results = cross_modal_retrieval(present, embeddings.video_id, ks=tuple(ks))
     flat: dict[str, float] = {}
     for level, directions in results.items():
         for direction, values in directions.items():

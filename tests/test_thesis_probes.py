@@ -404,9 +404,7 @@ def test_evaluate_cli_writes_thesis_tables_with_the_json_numbers(tiny_model, tmp
     with pytest.raises(ValueError, match="tag_threshold"):
         evaluate(model_dir, prepared, out, tasks=["thesis_probes"], tag_threshold=2.0)
     with pytest.raises(FileNotFoundError):
-        evaluate(
-            model_dir, prepared, out, tasks=["thesis_probes"], genre_labels=str(tmp_path / "x")
-        )
+        evaluate(model_dir, prepared, out, tasks=["thesis_probes"], genre_labels=tmp_path / "x")
     # Without a dev split the task is skipped with the reason.
     (prepared / "dev").rmdir()
     results = evaluate(model_dir, prepared, out, tasks=["thesis_probes"], make_plots=False)

@@ -126,6 +126,9 @@ def embed_batches(
 ) -> SplitEmbeddings:
     """Embed every clip of ``batches`` with ``model`` in eval mode (restored afterwards).
 
+    The research code extracted embeddings with dropout active; here every forward runs in
+    eval mode, so an embedding does not depend on the batch it came in.
+
     Args:
         model: a :class:`~trimodal.modeling.TrimodalModel` (possibly wrapped by Accelerate).
         batches: yields :func:`trimodal.data.collate_clips` batches (``video_id``,

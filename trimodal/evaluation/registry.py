@@ -26,6 +26,7 @@ import numpy as np
 
 from trimodal.config import EvalConfig
 from trimodal.embedding import SplitEmbeddings, missing_split
+from trimodal.evaluation import extraction
 
 #: The tasks by name, in the order they run and appear in ``results.md``.
 TASKS: dict[str, EvalTask] = {}
@@ -73,8 +74,6 @@ class EvalContext:
 
     def embeddings(self, split: str) -> SplitEmbeddings:
         """The split's embeddings (stored ones when their fingerprint matches)."""
-        from trimodal.evaluation import extraction
-
         if split not in self.loaded:
             data, reused = extraction.load_or_extract(
                 self.model, self.model_fingerprint, self.prepared_dir, split, self.output_dir,
@@ -142,7 +141,7 @@ def task_options(config: EvalConfig, options_cls: type[Options]) -> Options:
 
 
 def jsonable(value: Any) -> Any:
-    """Plain JSON data: numpy scalars/arrays converted, NaN and inf as ``null``."""
+    """Plain JSON data: numpy scalars/arrays and paths converted, NaN and inf as ``null``."""
     if isinstance(value, dict):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -155,4 +154,6 @@ def jsonable(value: Any) -> Any:
         return int(value)
     if isinstance(value, (float, np.floating)):
         return float(value) if math.isfinite(value) else None
+    if isinstance(value, Path):
+        return str(value)
     return value

@@ -506,7 +506,7 @@ class ThesisProbesTask(EvalTask):
         if threshold != "dev" and not 0.0 < float(threshold) < 1.0:
             raise ValueError(f"tag_threshold must be 'dev' or in (0, 1), got {threshold}")
         _check_levels(options.thesis_levels, "thesis")
-        if isinstance(options.genre_labels, str):
+        if isinstance(options.genre_labels, (str, Path)):
             load_genre_labels(options.genre_labels)  # a missing or malformed file fails now
 
     def unavailable(self, ctx: EvalContext) -> str | None:
@@ -518,7 +518,7 @@ class ThesisProbesTask(EvalTask):
     def run(self, ctx: EvalContext) -> TaskOutput:
         options = task_options(ctx.config, ThesisProbesOptions)
         genres = options.genre_labels
-        if isinstance(genres, str):
+        if isinstance(genres, (str, Path)):
             genres = load_genre_labels(genres)
         out = thesis_probes_task(
             ctx.training_splits(), ctx.config.split, levels=options.thesis_levels,
@@ -526,7 +526,7 @@ class ThesisProbesTask(EvalTask):
             top_n=options.top_tags, tag_threshold=options.tag_threshold, seed=ctx.config.seed,
             epochs=options.thesis_epochs,
         )  # fmt: skip
-        if isinstance(options.genre_labels, str):
+        if isinstance(options.genre_labels, (str, Path)):
             out["settings"]["genre_source"] = f"file {options.genre_labels}"
         skipped = {f"thesis_probes/{key}": reason for key, reason in out.pop("skipped").items()}
         return TaskOutput({"thesis_probes": out}, thesis_probes_report(jsonable(out)), skipped)

@@ -17,8 +17,9 @@ import torch
 
 from trimodal import build_model
 from trimodal.config import HeadConfig, ModelConfig
+from trimodal.embedding import SplitEmbeddings
 from trimodal.evaluation import evaluate, extract_split, load_or_extract, merge_results
-from trimodal.evaluation.extraction import SplitEmbeddings, load_split, pool_by_video
+from trimodal.evaluation.extraction import load_split
 from trimodal.evaluation.probes import ProbeData, run_probe
 from trimodal.evaluation.tasks import (
     load_youtube8m_features,
@@ -26,7 +27,7 @@ from trimodal.evaluation.tasks import (
     pair_similarities,
     probe_task,
 )
-from trimodal.metrics import choose_threshold, cross_modal_retrieval
+from trimodal.metrics import choose_threshold, cross_modal_retrieval, pool_by_video
 
 REPO = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -108,11 +109,11 @@ def evaluated(model_dir, prepared, tmp_path_factory) -> tuple[Path, dict]:
     results = evaluate(
         model_dir,
         prepared,
-        "test",
-        ["retrieval", "probe", "zero_shot", "neighbours"],
         out,
+        split="test",
+        tasks=["retrieval", "probe", "zero_shot", "neighbours"],
         batch_size=4,
-        probe_levels=("video", "clip"),
+        probe_levels=["video", "clip"],
     )
     return out, results
 
@@ -513,9 +514,9 @@ def test_missing_text_channel_and_missing_splits_are_reported(prepared, tmp_path
     results = evaluate(
         tmp_path / "av_model",
         partial,
-        "test",
-        ["retrieval", "zero_shot", "probe"],
         tmp_path / "out",
+        split="test",
+        tasks=["retrieval", "zero_shot", "probe"],
         make_plots=False,
     )
     assert "no text channel" in results["skipped"]["zero_shot"]
@@ -524,6 +525,8 @@ def test_missing_text_channel_and_missing_splits_are_reported(prepared, tmp_path
     md = (tmp_path / "out" / "results.md").read_text()
     assert "## Skipped" in md and "no text channel" in md
     with pytest.raises(FileNotFoundError, match="split 'dev' not found"):
-        evaluate(tmp_path / "av_model", partial, "dev", ["retrieval"], tmp_path / "out2")
+        evaluate(
+            tmp_path / "av_model", partial, tmp_path / "out2", split="dev", tasks=["retrieval"]
+        )
     with pytest.raises(ValueError, match="unknown tasks"):
-        evaluate(tmp_path / "av_model", partial, "test", ["retrieval", "bogus"], tmp_path / "o")
+        evaluate(tmp_path / "av_model", partial, tmp_path / "o", tasks=["retrieval", "bogus"])

@@ -13,6 +13,7 @@ import torch
 from trimodal import build_model
 from trimodal.backbones import get_backbone_class
 from trimodal.config import load_config
+from trimodal.embedding import SplitEmbeddings
 from trimodal.training import validation_metrics
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,7 +27,8 @@ def test_identical_audio_and_video_embeddings_give_median_rank_one():
     torch.manual_seed(0)
     n = 200
     same = torch.nn.functional.normalize(torch.randn(n, 16), dim=-1)
-    embeddings = {"audio": same, "video": same.clone(), "video_id": [f"v{i}" for i in range(n)]}
+    ids = [f"v{i}" for i in range(n)]
+    embeddings = SplitEmbeddings("dev", {"audio": same, "video": same.clone()}, {}, ids, [0] * n)
     metrics = validation_metrics(embeddings, ["audio", "video"], [1, 10])
     assert metrics["clip/audio→video/median_rank"] == 1
     assert metrics["clip/video→audio/median_rank"] == 1

@@ -12,8 +12,8 @@ import pytest
 import torch
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
+from trimodal.embedding import SplitEmbeddings
 from trimodal.evaluation import evaluate, main
-from trimodal.evaluation.extraction import SplitEmbeddings, pool_by_video
 from trimodal.evaluation.reports import pct
 from trimodal.evaluation.thesis_probes import (
     THESIS_HIDDEN_SIZES,
@@ -25,6 +25,7 @@ from trimodal.evaluation.thesis_probes import (
     thesis_features,
     thesis_probes_task,
 )
+from trimodal.metrics import pool_by_video
 
 NUM_LABELS = 8  # labels 0-2 act as genres (each video has exactly one), 3-7 as extra tags
 EMBED_DIM = 12
@@ -335,7 +336,7 @@ def test_evaluate_cli_writes_thesis_tables_with_the_json_numbers(tiny_model, tmp
     """``python -m trimodal.evaluate --tasks thesis_probes`` end to end, on a saved model,
     with the embedding extraction replaced by synthetic splits (noisy enough that the rows'
     scores differ, so the table check can tell rows apart)."""
-    import trimodal.evaluation.runner as runner
+    import trimodal.evaluation.extraction as extraction
 
     informative = make_splits(True, noise=6.0)
     model_dir, prepared = tmp_path / "model", tmp_path / "prepared"
@@ -350,7 +351,7 @@ def test_evaluate_cli_writes_thesis_tables_with_the_json_numbers(tiny_model, tmp
             raise FileNotFoundError(f"split {split!r} not found in {prepared_dir}")
         return informative[split], False
 
-    monkeypatch.setattr(runner, "load_or_extract", fake_load_or_extract)
+    monkeypatch.setattr(extraction, "load_or_extract", fake_load_or_extract)
     genres = tmp_path / "genres.csv"
     rows = ["video_id,genre"]
     for split in ("train", "dev", "test"):
@@ -401,11 +402,11 @@ def test_evaluate_cli_writes_thesis_tables_with_the_json_numbers(tiny_model, tmp
     assert len({r[3] for r in body}) > 1 and len({r[4] for r in body}) > 1
     # Unknown settings fail before any extraction.
     with pytest.raises(ValueError, match="tag_threshold"):
-        evaluate(model_dir, prepared, "test", ["thesis_probes"], out, tag_threshold=2.0)
+        evaluate(model_dir, prepared, out, tasks=["thesis_probes"], tag_threshold=2.0)
     with pytest.raises(FileNotFoundError):
-        evaluate(model_dir, prepared, "test", ["thesis_probes"], out, genre_labels=tmp_path / "x")
+        evaluate(model_dir, prepared, out, tasks=["thesis_probes"], genre_labels=tmp_path / "x")
     # Without a dev split the task is skipped with the reason.
     (prepared / "dev").rmdir()
-    results = evaluate(model_dir, prepared, "test", ["thesis_probes"], out, make_plots=False)
+    results = evaluate(model_dir, prepared, out, tasks=["thesis_probes"], make_plots=False)
     assert "thesis_probes" not in results
     assert "need the train and dev splits" in results["skipped"]["thesis_probes"]

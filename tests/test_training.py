@@ -292,7 +292,8 @@ def test_train_py_refuses_bad_options(tmp_path):
 
 
 def test_loss_is_scaled_for_accumulation(prepared, tmp_path):
-    """Two micro-batches of 2 accumulate to the mean of their gradients (BRIEF §3.8)."""
+    """Two micro-batches of 2 accumulate to the mean of their gradients
+    (docs/defects.md#gradient-accumulation-and-clipping)."""
     config = _config(prepared, tmp_path / "run", "--train.gradient_accumulation_steps", "2")
     trainer = Trainer(config)
     batches = [b for _, b in zip(range(2), trainer.train_loader)]
@@ -318,17 +319,23 @@ def test_loss_is_scaled_for_accumulation(prepared, tmp_path):
 def test_validation_metrics_have_per_pair_means_to_select_on():
     """``video/<a>-<b>/mean_R@k`` averages the pair's two directions, so a run can select its
     checkpoint on the pair it is about (the demo selects on audio-video)."""
+    from trimodal.embedding import SplitEmbeddings
     from trimodal.training import validation_metrics
 
     torch.manual_seed(0)
     n = 30
     audio = torch.nn.functional.normalize(torch.randn(n, 8), dim=-1)
-    embeddings = {
-        "text": torch.randn(n, 8),
-        "audio": audio,
-        "video": audio + 0.01 * torch.randn(n, 8),
-        "video_id": [f"v{i // 2}" for i in range(n)],
-    }
+    embeddings = SplitEmbeddings(
+        split="dev",
+        embeddings={
+            "text": torch.randn(n, 8),
+            "audio": audio,
+            "video": audio + 0.01 * torch.randn(n, 8),
+        },
+        backbone={},
+        video_id=[f"v{i // 2}" for i in range(n)],
+        clip_index=[i % 2 for i in range(n)],
+    )
     metrics = validation_metrics(embeddings, ["text", "audio", "video"], [1, 10])
     assert metrics["video/audio-video/mean_R@1"] == 1.0
     assert metrics["clip/audio-video/mean_median_rank"] == 1.0

@@ -310,7 +310,8 @@ def test_evaluation_ranks_against_the_whole_test_set(tmp_path):
     assert results["clip"]["chance"]["R@10"] == pytest.approx(10 / n)
     assert "video" not in results  # one clip per video: no separate video level
     table = (tmp_path / "perfect" / "results.md").read_text()
-    assert "| Chance | 0.07 | 0.67 | 1.67 |" in table and "| VM-NET | 100.00 |" in table
+    assert "| chance | 0.07 | 0.67 | 1.67 |" in table
+    assert "| music→video | 100.00 | 100.00 | 100.00 | 1.0 | 1.0 |" in table
 
     # A random model, checked against brute-force Euclidean ranks over the full set (the
     # paper's distance; on unit vectors it orders like the cosine the metrics use).

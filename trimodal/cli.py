@@ -149,41 +149,29 @@ def run_training(config: ExperimentConfig, demo: bool = False) -> int:
 
 def demo_report(config: ExperimentConfig, trained: Path, untrained: Path) -> str:
     """Test-split retrieval of the trained and the untrained model, and chance, as a table."""
-    import torch
-
-    from trimodal.data import PreparedClips, collate_clips
-    from trimodal.embedding import extract_embeddings
+    from trimodal.embedding import extract_split
+    from trimodal.evaluation.reports import retrieval_table
     from trimodal.metrics.retrieval import cross_modal_retrieval
     from trimodal.modeling import TrimodalModel
 
-    rows = []
     results = {}
     for name, path in (("trained", trained), ("untrained", untrained)):
         model = TrimodalModel.from_pretrained(path)
-        options: dict[str, Any] = {"modalities": model.modalities}
-        for backbone in model.backbones.values():
-            options.update(backbone.data_options())
-        test = PreparedClips(config.data.prepared_dir, "test", **options)
-        loader = torch.utils.data.DataLoader(test, batch_size=32, collate_fn=collate_clips)
-        embeddings = extract_embeddings(model, loader, desc=f"test ({name})")
-        present = {m: embeddings[m] for m in model.modalities}
-        results[name] = cross_modal_retrieval(present, embeddings["video_id"], ks=(1, 5, 10))
-    header = "| level | direction | model | R@1 | R@5 | R@10 | median rank |\n|---|---|---|---|---|---|---|"
-    for level in ("video", "clip"):
-        for direction in results["trained"][level]:
-            if direction == "chance":
-                continue
-            for name in ("trained", "untrained", "chance"):
-                source = (
-                    results["trained"][level]["chance"]
-                    if name == "chance"
-                    else results[name][level][direction]
-                )
-                rows.append(
-                    f"| {level} | {direction} | {name} | {source['R@1']:.3f} | {source['R@5']:.3f} "
-                    f"| {source['R@10']:.3f} | {source['median_rank']:.1f} |"
-                )
-    n_videos = int(results["trained"]["video"]["chance"]["gallery_size"])
-    n_clips = int(results["trained"]["clip"]["chance"]["gallery_size"])
+        test = extract_split(
+            model, config.data.prepared_dir, "test", batch_size=32, capture_backbone=False,
+            desc=f"test ({name})",
+        )  # fmt: skip
+        results[name] = cross_modal_retrieval(test.embeddings, test.video_id, ks=(1, 5, 10))
+    levels = results["trained"]
+    table = retrieval_table(
+        results, ["video", "clip"], (1, 5, 10),
+        columns=("level", "direction", "model"), chance="per_direction",
+        directions=[d for d in levels["video"] if d != "chance"], ranks=("median_rank",),
+        score=lambda v: f"{v:.3f}", rank_format=lambda v: f"{v:.1f}",
+        labels={"level": "level", "direction": "direction", "model": "model",
+                "median_rank": "median rank"},
+    )  # fmt: skip
+    n_videos = int(levels["video"]["chance"]["gallery_size"])
+    n_clips = int(levels["clip"]["chance"]["gallery_size"])
     title = f"Test retrieval ({n_videos} videos, {n_clips} clips; R@k as a fraction)"
-    return "\n".join([title, "", header, *rows])
+    return "\n".join([title, "", table])

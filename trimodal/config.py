@@ -234,12 +234,82 @@ class TrainConfig:
     log_every: int = 10
 
 
-@dataclasses.dataclass
-class EvalConfig:
-    """Evaluation settings."""
+def _setting(default: Any = None, help: str = "", flag: str | None = None, **kw: Any) -> Any:
+    """A config field with its command-line help (and flag, when not ``--field-name``): the
+    evaluation command line is generated from these (:mod:`trimodal.evaluation.cli`)."""
+    metadata = {"help": help, **({"flag": flag} if flag else {})}
+    if callable(default):
+        return dataclasses.field(default_factory=default, metadata=metadata, **kw)
+    return dataclasses.field(default=default, metadata=metadata, **kw)
 
-    batch_size: int = 16
-    ks: list[int] = dataclasses.field(default_factory=lambda: [1, 5, 10])
+
+@dataclasses.dataclass
+class ProbeOptions:
+    """Settings of the ``probe`` evaluation task (multilabel probes on the embeddings)."""
+
+    probes: list[str] = _setting(
+        lambda: ["sklearn_mlp", "torch_linear"], "comma list of probes (sklearn_mlp, "
+        "torch_linear, torch_mlp)",
+    )  # fmt: skip
+    probe_levels: list[str] = _setting(
+        lambda: ["video", "clip"], "video (per-video mean features, the study's) and/or clip"
+    )
+    probe_modalities: list[str] | None = _setting(
+        None, "single modalities probed (default audio and video; text leaks the labels)"
+    )
+    backbone_baselines: bool = _setting(
+        True, "probe the backbones' features (before the heads) too",
+        flag="--no-backbone-baselines",
+    )  # fmt: skip
+    baseline_features: str | None = _setting(
+        None, "YouTube-8M video-level features (.npz with video_id, mean_rgb, mean_audio)"
+    )
+
+
+@dataclasses.dataclass
+class NeighboursOptions:
+    """Settings of the ``neighbours`` evaluation task."""
+
+    num_seeds: int = _setting(10, "seed videos of the nearest-neighbour report")
+
+
+@dataclasses.dataclass
+class ThesisProbesOptions:
+    """Settings of the ``thesis_probes`` evaluation task (the thesis's genre and tagging)."""
+
+    genre_labels: str | dict[str, str] | None = _setting(
+        None, "thesis_probes: CSV/JSON video_id → genre (default: first label)"
+    )
+    thesis_levels: list[str] = _setting(lambda: ["video"], "video and/or clip")
+    top_tags: int = _setting(10, "thesis_probes: number of tags")
+    tag_threshold: Union[Literal["dev"], float] = _setting(  # noqa: UP007
+        "dev", "thesis_probes tagging threshold: dev (best macro F1 on dev) or a number"
+    )
+    min_genre_videos: int = _setting(2, "thesis_probes: training videos a genre needs")
+    thesis_epochs: int = _setting(300, "thesis_probes: most epochs")
+
+
+@dataclasses.dataclass
+class EvalConfig(ThesisProbesOptions, NeighboursOptions, ProbeOptions):
+    """Evaluation settings (``python -m trimodal.evaluate`` and a YAML's ``eval:`` section).
+
+    The fields of each task's options (:class:`ProbeOptions`, :class:`NeighboursOptions`,
+    :class:`ThesisProbesOptions`) are fields of this class too, so the YAML section and the
+    command line stay flat (``--probe-levels``, ``eval.probe_levels``).
+    """
+
+    batch_size: int = _setting(16, "extraction batch size")
+    ks: list[int] = _setting(lambda: [1, 5, 10], "the R@k cut-offs")
+    split: str = _setting("test", "the split reported on")
+    tasks: list[str] = _setting(
+        lambda: ["retrieval", "probe", "zero_shot", "neighbours"],
+        "comma list of retrieval, probe, zero_shot, neighbours, thesis_probes "
+        "(default: all but thesis_probes)",
+    )
+    num_workers: int = _setting(0, "extraction DataLoader workers")
+    make_plots: bool = _setting(True, "write the PNG figures", flag="--no-plots")
+    recompute: bool = _setting(False, "ignore stored embeddings")
+    seed: int = _setting(0, "probe and t-SNE seed")
 
 
 @dataclasses.dataclass

@@ -1,37 +1,42 @@
 """Evaluation of a trained model: extraction, retrieval, probes, zero-shot, reports, plots.
 
-The entry point is :func:`evaluate` (also ``python -m trimodal.evaluate``); the pieces are
-usable on their own:
+The entry point is :func:`evaluate` (also ``python -m trimodal.evaluate``,
+:mod:`~trimodal.evaluation.cli`), a loop over the registered tasks
+(:mod:`~trimodal.evaluation.registry`) with the settings of an
+:class:`~trimodal.config.EvalConfig`; the pieces are usable on their own:
 
-- :mod:`~trimodal.evaluation.extraction`: embeddings and backbone features of a split, stored
-  as safetensors and reused while the model and data fingerprints match;
+- :mod:`~trimodal.evaluation.extraction`: embeddings and backbone features of a split
+  (:func:`trimodal.embedding.extract_split`), stored as safetensors and reused while the model
+  and data fingerprints match;
 - :mod:`~trimodal.evaluation.probes`: multilabel probes (the study's 300-100 MLP, torch
   linear/MLP probes with BCE), threshold chosen on dev;
 - :mod:`~trimodal.evaluation.tasks`: retrieval, probe, zero-shot and neighbour tasks;
 - :mod:`~trimodal.evaluation.thesis_probes`: the dual-encoder thesis's genre and tagging
   probes (``--tasks thesis_probes``);
-- :mod:`~trimodal.evaluation.reports`: ``results.md``, ``neighbours.md`` and the comparison
-  of several runs (:func:`merge_results`);
+- :mod:`~trimodal.evaluation.reports`: ``results.md``, ``neighbours.md``, the comparison
+  of several runs (:func:`merge_results`) and :func:`retrieval_table`, the one renderer of
+  retrieval tables;
 - :mod:`~trimodal.evaluation.plots`: t-SNE, per-label AP, similarity histograms, training
   curves.
 """
 
-from trimodal.evaluation.extraction import (
-    SplitEmbeddings,
-    extract_split,
-    load_or_extract,
-    model_fingerprint,
-)
+from trimodal.embedding import SplitEmbeddings, extract_split
+from trimodal.evaluation.cli import main
+from trimodal.evaluation.extraction import load_or_extract, model_fingerprint
 from trimodal.evaluation.probes import PROBES, ProbeData, make_probe, run_probe
-from trimodal.evaluation.reports import merge_results
-from trimodal.evaluation.runner import TASKS, evaluate, main
+from trimodal.evaluation.registry import EvalContext, EvalTask, TaskOutput, register_task
+from trimodal.evaluation.reports import merge_results, retrieval_table
+from trimodal.evaluation.runner import TASKS, evaluate
 from trimodal.evaluation.thesis_probes import thesis_probes_task
 
 __all__ = [
     "PROBES",
     "TASKS",
+    "EvalContext",
+    "EvalTask",
     "ProbeData",
     "SplitEmbeddings",
+    "TaskOutput",
     "evaluate",
     "extract_split",
     "load_or_extract",
@@ -39,6 +44,8 @@ __all__ = [
     "make_probe",
     "merge_results",
     "model_fingerprint",
+    "register_task",
+    "retrieval_table",
     "run_probe",
     "thesis_probes_task",
 ]

@@ -2,7 +2,7 @@
 
 import sys
 
-from trimodal.evaluation.runner import main
+from trimodal.evaluation.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,7 +1,7 @@
 """Embedding extraction for evaluation, stored on disk and reused while nothing changed.
 
-A split is run through the model once, in eval mode (:func:`trimodal.embedding.extract_embeddings`,
-which fixes BRIEF §3.5), and two things are kept per clip and per modality:
+A split is run through the model once, in eval mode (:func:`trimodal.embedding.extract_split`;
+see docs/defects.md#embeddings-in-eval-mode), and two things are kept per clip and per modality:
 
 * the shared-space embedding (unit norm, ``[N, embed_dim]``), and
 * the backbone's own features before the projection head (``[N, backbone.output_dim]``), the
@@ -16,11 +16,9 @@ settings; a later run with the same fingerprint loads the files instead of recom
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,85 +27,13 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from trimodal.modalities import MODALITIES
+from trimodal.embedding import SplitEmbeddings, data_options, extract_split
 from trimodal.utils import atomic_path, atomic_write_json
 
 logger = logging.getLogger(__name__)
 
 #: Bump when the stored format or the extraction itself changes (invalidates caches).
 EXTRACTION_VERSION = 1
-
-
-@dataclasses.dataclass
-class SplitEmbeddings:
-    """Everything the evaluation tasks need about one split, clip by clip.
-
-    Attributes:
-        split: ``"train"``, ``"dev"`` or ``"test"``.
-        embeddings: ``{modality: float32 [N, D]}`` unit-norm shared-space embeddings.
-        backbone: ``{modality: float32 [N, F_m]}`` backbone features (before the heads).
-        video_id: length-N video id of each clip.
-        clip_index: length-N clip number inside its video.
-        labels: ``int64 [N, L]`` multi-hot labels of each clip's video.
-        first_label: length-N index of the video's first label (-1 when it has none).
-        label_names: the L label names.
-        titles: ``{video_id: title}``.
-        fingerprint: hash of model files, data and loader settings that produced this.
-    """
-
-    split: str
-    embeddings: dict[str, torch.Tensor]
-    backbone: dict[str, torch.Tensor]
-    video_id: list[str]
-    clip_index: list[int]
-    labels: np.ndarray
-    first_label: list[int]
-    label_names: list[str]
-    titles: dict[str, str]
-    fingerprint: str
-
-    def __len__(self) -> int:
-        return len(self.video_id)
-
-    @property
-    def modalities(self) -> list[str]:
-        return [m for m in MODALITIES if m in self.embeddings]
-
-    def video_ids(self) -> list[str]:
-        """The distinct video ids, sorted (the row order of every video-level array)."""
-        return sorted(set(self.video_id))
-
-    def video_labels(self) -> np.ndarray:
-        """``int64 [V, L]``: each video's multi-hot labels (rows in :meth:`video_ids` order)."""
-        return pool_by_video(self.labels.astype(np.float64), self.video_id, "max")[0].astype(
-            np.int64
-        )
-
-
-def pool_by_video(
-    features: np.ndarray | torch.Tensor, video_ids: Sequence[str], how: str = "mean"
-) -> tuple[np.ndarray, list[str]]:
-    """Pool clip rows ``[N, F]`` per video: ``"mean"`` (plain average, no re-normalisation,
-    as the study averaged clip embeddings for its probes) or ``"max"``.
-
-    Returns ``(pooled [V, F] float64, ids)`` with ``ids`` the sorted distinct video ids.
-    """
-    x = np.asarray(features, dtype=np.float64)
-    ids = np.asarray(list(video_ids))
-    if x.shape[0] != ids.shape[0]:
-        raise ValueError(f"{x.shape[0]} rows but {ids.shape[0]} video ids")
-    uniq, inverse = np.unique(ids, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    if how == "mean":
-        out = np.zeros((len(uniq), x.shape[1]))
-        np.add.at(out, inverse, x)
-        out /= np.bincount(inverse, minlength=len(uniq))[:, None]
-    elif how == "max":
-        out = np.full((len(uniq), x.shape[1]), -np.inf)
-        np.maximum.at(out, inverse, x)
-    else:
-        raise ValueError(f"how must be 'mean' or 'max', got {how!r}")
-    return out, uniq.tolist()
 
 
 # ----------------------------------------------------------------------------- fingerprints
@@ -145,104 +71,6 @@ def split_fingerprint(prepared_dir: str | Path, split: str, loader_options: dict
         digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
     digest.update(json.dumps(loader_options, sort_keys=True, default=str).encode())
     return digest.hexdigest()
-
-
-# ----------------------------------------------------------------------------- extraction
-
-
-def loader_options(model: Any) -> dict[str, Any]:
-    """The :class:`~trimodal.data.PreparedClips` keyword arguments the model's channels need
-    (modalities, audio rate, frame size and count)."""
-    options: dict[str, Any] = {"modalities": list(model.modalities)}
-    for backbone in model.backbones.values():
-        options.update(backbone.data_options())
-    return options
-
-
-def open_split(prepared_dir: str | Path, split: str, model: Any) -> Any:
-    """The deterministic evaluation dataset of ``split`` for ``model``.
-
-    Raises:
-        FileNotFoundError: when the prepared directory has no such split.
-    """
-    from trimodal.data import PreparedClips
-
-    root = Path(prepared_dir)
-    if not (root / split).is_dir():
-        available = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
-        raise FileNotFoundError(
-            f"split {split!r} not found in {root} (available: {', '.join(available) or 'none'})"
-        )
-    return PreparedClips(prepared_dir, split, train=False, **loader_options(model))
-
-
-@torch.no_grad()
-def extract_split(
-    model: Any,
-    prepared_dir: str | Path,
-    split: str,
-    *,
-    batch_size: int = 16,
-    num_workers: int = 0,
-    fingerprint: str = "",
-) -> SplitEmbeddings:
-    """Embed every clip of ``split`` (eval mode, no augmentation, fixed order).
-
-    Args:
-        model: a :class:`~trimodal.modeling.TrimodalModel`.
-        prepared_dir: the prepared output root (with ``train/``, ``dev/``, ``test/``).
-        split: the split to embed.
-        batch_size, num_workers: the DataLoader's.
-        fingerprint: recorded in the result (see :func:`load_or_extract`).
-
-    Returns:
-        A :class:`SplitEmbeddings` with embeddings and backbone features of every modality.
-    """
-    from trimodal.data import collate_clips
-    from trimodal.embedding import extract_embeddings
-
-    dataset = open_split(prepared_dir, split, model)
-    if len(dataset) == 0:
-        raise ValueError(f"split {split!r} in {prepared_dir} has no clips")
-    loader = torch.utils.data.DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-        collate_fn=collate_clips,
-    )
-    captured: dict[str, list[torch.Tensor]] = {m: [] for m in model.modalities}
-
-    def hook(modality: str):
-        def _hook(module: Any, inputs: Any, output: torch.Tensor) -> None:
-            captured[modality].append(output.detach().float().cpu())
-
-        return _hook
-
-    handles = [model.backbones[m].register_forward_hook(hook(m)) for m in model.modalities]
-    try:
-        out = extract_embeddings(model, loader, desc=f"embedding {split}")
-    finally:
-        for handle in handles:
-            handle.remove()
-    if list(out["video_id"]) != list(dataset.video_ids):
-        raise RuntimeError("extraction order does not match the dataset order")
-    label_ids = dataset.label_ids
-    titles: dict[str, str] = {}
-    for vid, title in zip(dataset.video_ids, dataset.titles):
-        titles.setdefault(vid, title)
-    return SplitEmbeddings(
-        split=split,
-        embeddings={m: out[m].float().contiguous() for m in model.modalities},
-        backbone={m: torch.cat(captured[m]).contiguous() for m in model.modalities},
-        video_id=list(out["video_id"]),
-        clip_index=[int(i) for i in out["clip_index"]],
-        labels=out["labels_multi_hot"].numpy().astype(np.int64),
-        first_label=[int(ids[0]) if ids else -1 for ids in label_ids],
-        label_names=list(dataset.label_names),
-        titles=titles,
-        fingerprint=fingerprint,
-    )
 
 
 def cache_paths(cache_dir: str | Path, split: str) -> tuple[Path, Path]:
@@ -326,7 +154,7 @@ def load_or_extract(
     """
     fp = hashlib.sha256(
         f"{EXTRACTION_VERSION}:{model_fp}:"
-        f"{split_fingerprint(prepared_dir, split, loader_options(model))}".encode()
+        f"{split_fingerprint(prepared_dir, split, data_options(model))}".encode()
     ).hexdigest()
     if not recompute:
         cached = load_split(cache_dir, split)

@@ -128,6 +128,21 @@ def read_metrics_jsonl(path: str | Path) -> list[dict]:
     return records
 
 
+def missing_ap(ap: Sequence[float | None]) -> str | None:
+    """Why :func:`plot_per_label_ap` has nothing to draw (no label has an AP), or ``None``."""
+    if any(v is not None and np.isfinite(v) for v in ap):
+        return None
+    return "no label has an AP (no positives)"
+
+
+def missing_training_metrics(metrics_path: str | Path) -> str | None:
+    """Why :func:`plot_training_curves` has nothing to draw, or ``None``."""
+    records = read_metrics_jsonl(metrics_path)
+    if any("train/loss" in r or any(k.startswith("dev/") for k in r) for r in records):
+        return None
+    return f"{metrics_path} has no train/loss or dev/ metrics"
+
+
 def plot_training_curves(metrics_path: str | Path, path: str | Path, title: str) -> Path:
     """Training loss (left) and dev retrieval metrics (right) against the optimiser step.
 

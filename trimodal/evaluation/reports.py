@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,77 @@ def _directions(level_results: dict[str, Any]) -> list[str]:
 # ----------------------------------------------------------------------------- one run
 
 
+#: Column headers of :func:`retrieval_table` (pass ``labels`` to rename).
+RETRIEVAL_LABELS = {
+    "level": "Level",
+    "direction": "Direction",
+    "model": "Model",
+    "median_rank": "Median rank",
+    "mean_rank": "Mean rank",
+    "mrr": "MRR",
+}
+
+
+def retrieval_table(
+    results: Mapping[str, Mapping[str, Mapping[str, Mapping[str, Any]]]],
+    levels: Sequence[str],
+    ks: Sequence[int],
+    *,
+    columns: Sequence[str] = ("direction",),
+    chance: str = "row",
+    directions: Sequence[str] | None = None,
+    ranks: Sequence[str] = ("median_rank", "mean_rank"),
+    score: Callable[[Any], str] = pct,
+    rank_format: Callable[[Any], str] = rank,
+    labels: Mapping[str, str] | None = None,
+) -> str:
+    """The one renderer of retrieval results as a markdown table (evaluation's ``results.md``,
+    the demo's trained / untrained / chance table; usable for any model and direction names).
+
+    Args:
+        results: ``{model name: {level: {direction: metrics, "chance": metrics}}}`` as
+            :func:`trimodal.metrics.cross_modal_retrieval` returns per model (metrics with
+            ``R@k`` fractions and ranks).
+        levels: the levels shown, in order (e.g. ``["video", "clip"]``).
+        ks: the ``R@k`` columns.
+        columns: the key columns, any of ``"level"``, ``"direction"``, ``"model"``, in order.
+        chance: ``"row"``: one ``chance`` row after each level's directions (its direction
+            cell reads ``chance``); ``"per_direction"``: after each direction's models, a row
+            whose model cell reads ``chance``; ``"none"``.
+        directions: the directions in order (default: :data:`DIRECTION_ORDER`, then the
+            others sorted, as present in the first model's results).
+        ranks: rank columns after the ``R@k`` ones (keys of the metrics).
+        score, rank_format: cell formats of ``R@k`` and of the rank columns (missing → ``–``).
+        labels: header overrides for the keys of :data:`RETRIEVAL_LABELS`.
+    """
+    if chance not in ("row", "per_direction", "none"):
+        raise ValueError(f"chance must be 'row', 'per_direction' or 'none', got {chance!r}")
+    names = {**RETRIEVAL_LABELS, **(labels or {})}
+    first = next(iter(results.values()))
+    header = [names[c] for c in columns] + [f"R@{k}" for k in ks] + [names[r] for r in ranks]
+
+    def row(level: str, direction: str, model: str, m: Mapping[str, Any]) -> list[str]:
+        keys = {"level": level, "direction": direction, "model": model}
+        return [
+            *[keys[c] for c in columns],
+            *[score(m.get(f"R@{k}")) for k in ks],
+            *[rank_format(m.get(r)) for r in ranks],
+        ]
+
+    rows = []
+    for level in levels:
+        order = list(directions) if directions is not None else _directions(first[level])
+        for d in order:
+            for model, by_level in results.items():
+                if d in by_level[level]:
+                    rows.append(row(level, d, model, by_level[level][d]))
+            if chance == "per_direction" and "chance" in first[level]:
+                rows.append(row(level, d, "chance", first[level]["chance"]))
+        if chance == "row" and "chance" in first[level]:
+            rows.append(row(level, "chance", "chance", first[level]["chance"]))
+    return table(header, rows)
+
+
 def retrieval_section(retrieval: dict[str, Any], ks: Sequence[int]) -> list[str]:
     """One table per level: rows = directions and chance, columns R@k, median and mean rank."""
     parts = []
@@ -73,16 +144,10 @@ def retrieval_section(retrieval: dict[str, Any], ks: Sequence[int]) -> list[str]
             continue
         res = retrieval[level]
         n = res["chance"]["gallery_size"] if "chance" in res else "?"
-        header = ["Direction", *[f"R@{k}" for k in ks], "Median rank", "Mean rank"]
-        rows = [
-            [d, *[pct(res[d].get(f"R@{k}")) for k in ks], rank(res[d]["median_rank"]),
-             rank(res[d]["mean_rank"])]
-            for d in [*_directions(res), "chance"] if d in res
-        ]  # fmt: skip
         parts += [
             f"### Retrieval, {level} level (gallery of {n} {level}s)",
             "",
-            table(header, rows),
+            retrieval_table({"model": retrieval}, [level], ks),
             "",
         ]
     return parts
@@ -189,77 +254,90 @@ def _auc_coverage(num_auc: int | None, num_tags: int) -> list[str]:
     ]
 
 
-def thesis_probes_section(thesis: dict[str, Any]) -> list[str]:
-    """The thesis's Tables 2 and 3 (and 4): rows M1–M3, B1–B3 (plus the M3 concatenation
-    variant), columns macro AUC and F1 (tagging) or accuracy, macro AUC and F1 (genre), one
-    table per task and level, plus the AUC and F1 of every tag."""
-    settings = thesis.get("settings", {})
+def _thesis_rows(thesis: dict[str, Any], results: dict[str, Any]) -> tuple[dict, Callable]:
+    """The rows of one table in :data:`THESIS_ROW_ORDER`, and ``row → [name, description,
+    features]`` cells."""
     inputs = thesis.get("inputs", {})
-    parts: list[str] = []
 
     def label(row: str) -> list[str]:
         info = inputs.get(row, {})
         return [row, info.get("description", ""), f"`{info.get('features', '')}`"]
 
-    def ordered(results: dict[str, Any]) -> dict[str, Any]:
-        rank_of = {r: i for i, r in enumerate(THESIS_ROW_ORDER)}
-        return {r: results[r] for r in sorted(results, key=lambda r: (rank_of.get(r, 99), r))}
+    rank_of = {r: i for i, r in enumerate(THESIS_ROW_ORDER)}
+    order = sorted(results, key=lambda r: (rank_of.get(r, 99), r))
+    return {r: results[r] for r in order}, label
 
+
+def _thesis_tagging_tables(thesis: dict[str, Any], level: str, sec: dict[str, Any]) -> list[str]:
+    res, label = _thesis_rows(thesis, sec["results"])
+    if not res:
+        return []
+    tags = [_cell(t) for t in sec["tags"]]
+    rows = [
+        [*label(r), pct(m["roc_auc_macro"]), pct(m["f1_macro"]), pct(m["map_macro"]),
+         f"{m['threshold']:.2f}"]
+        for r, m in res.items()
+    ]  # fmt: skip
+    return [
+        f"### Music tagging, {level} level (top {len(tags)} training tags; train "
+        f"{sec['num_train']}, dev {sec['num_dev']}, test {sec['num_test']} {level}s)",
+        "",
+        table(["Model", "Embeddings", "Features", "AUC", "F1", "mAP", "Threshold"], rows),
+        "",
+        *_auc_coverage(next(iter(res.values())).get("num_auc_classes"), len(tags)),
+        "AUC per tag:",
+        "",
+        table(
+            ["Model", *tags],
+            [[r, *[pct(m["per_tag"][t]["auc"]) for t in sec["tags"]]] for r, m in res.items()],
+        ),
+        "",
+        "F1 per tag:",
+        "",
+        table(
+            ["Model", *tags],
+            [[r, *[pct(m["per_tag"][t]["f1"]) for t in sec["tags"]]] for r, m in res.items()],
+        ),
+        "",
+    ]
+
+
+def _thesis_genre_table(thesis: dict[str, Any], level: str, sec: dict[str, Any]) -> list[str]:
+    res, label = _thesis_rows(thesis, sec["results"])
+    if not res:
+        return []
+    rows = [
+        [*label(r), pct(m["accuracy"]), pct(m["roc_auc_macro"]), pct(m["f1_macro"])]
+        for r, m in res.items()
+    ]
+    majority = next(iter(res.values()))["majority_accuracy"]
+    dropped = sec.get("dropped", {}).get("classes", [])
+    source = thesis.get("settings", {}).get("genre_source", "?")
+    return [
+        f"### Genre classification, {level} level ({len(sec['classes'])} genres; train "
+        f"{sec['num_train']}, dev {sec['num_dev']}, test {sec['num_test']} {level}s)",
+        "",
+        table(["Model", "Embeddings", "Features", "Accuracy", "AUC", "F1"], rows),
+        "",
+        f"Genres ({source}): "
+        + ", ".join(f"{_cell(g)} ({n})" for g, n in zip(sec["classes"], sec["train_counts"]))
+        + " training videos"
+        + (f"; dropped (too few training videos): {', '.join(dropped)}" if dropped else "")
+        + f". Majority-class accuracy {pct(majority)}.",
+        "",
+    ]
+
+
+def thesis_probes_section(thesis: dict[str, Any]) -> list[str]:
+    """The thesis's Tables 2 and 3 (and 4): rows M1–M3, B1–B3 (plus the M3 concatenation
+    variant), columns macro AUC and F1 (tagging) or accuracy, macro AUC and F1 (genre), one
+    table per task and level, plus the AUC and F1 of every tag."""
+    settings = thesis.get("settings", {})
+    parts: list[str] = []
     for level, sec in thesis.get("tagging", {}).items():
-        res = ordered(sec["results"])
-        if not res:
-            continue
-        tags = [_cell(t) for t in sec["tags"]]
-        rows = [
-            [*label(r), pct(m["roc_auc_macro"]), pct(m["f1_macro"]), pct(m["map_macro"]),
-             f"{m['threshold']:.2f}"]
-            for r, m in res.items()
-        ]  # fmt: skip
-        parts += [
-            f"### Music tagging, {level} level (top {len(tags)} training tags; train "
-            f"{sec['num_train']}, dev {sec['num_dev']}, test {sec['num_test']} {level}s)",
-            "",
-            table(["Model", "Embeddings", "Features", "AUC", "F1", "mAP", "Threshold"], rows),
-            "",
-            *_auc_coverage(next(iter(res.values())).get("num_auc_classes"), len(tags)),
-            "AUC per tag:",
-            "",
-            table(
-                ["Model", *tags],
-                [[r, *[pct(m["per_tag"][t]["auc"]) for t in sec["tags"]]] for r, m in res.items()],
-            ),
-            "",
-            "F1 per tag:",
-            "",
-            table(
-                ["Model", *tags],
-                [[r, *[pct(m["per_tag"][t]["f1"]) for t in sec["tags"]]] for r, m in res.items()],
-            ),
-            "",
-        ]
+        parts += _thesis_tagging_tables(thesis, level, sec)
     for level, sec in thesis.get("genre", {}).items():
-        res = ordered(sec["results"])
-        if not res:
-            continue
-        rows = [
-            [*label(r), pct(m["accuracy"]), pct(m["roc_auc_macro"]), pct(m["f1_macro"])]
-            for r, m in res.items()
-        ]
-        majority = next(iter(res.values()))["majority_accuracy"]
-        dropped = sec.get("dropped", {}).get("classes", [])
-        parts += [
-            f"### Genre classification, {level} level ({len(sec['classes'])} genres; train "
-            f"{sec['num_train']}, dev {sec['num_dev']}, test {sec['num_test']} {level}s)",
-            "",
-            table(["Model", "Embeddings", "Features", "Accuracy", "AUC", "F1"], rows),
-            "",
-            f"Genres ({settings.get('genre_source', '?')}): "
-            + ", ".join(f"{_cell(g)} ({n})" for g, n in zip(sec["classes"], sec["train_counts"]))
-            + " training videos"
-            + (f"; dropped (too few training videos): {', '.join(dropped)}" if dropped else "")
-            + f". Majority-class accuracy {pct(majority)}.",
-            "",
-        ]
+        parts += _thesis_genre_table(thesis, level, sec)
     if parts:
         threshold = settings.get("tag_threshold", "dev")
         parts += [
@@ -312,10 +390,58 @@ def neighbours_markdown(neighbours: dict[str, Any], split: str) -> str:
     return "\n".join(lines)
 
 
-def results_markdown(results: dict[str, Any]) -> str:
-    """``results.md``: the tables of one evaluation, laid out like the study's."""
+def retrieval_report(results: dict[str, Any], ks: Sequence[int]) -> list[str]:
+    """The ``retrieval`` task's part of ``results.md`` (with the audio–video similarities)."""
+    lines = ["## Cross-modal retrieval", "", *retrieval_section(results["retrieval"], ks)]
+    sim = results.get("av_similarity")
+    if sim:
+        lines += [
+            "Audio–video cosine similarity at clip level: positive pairs "
+            f"{sim['positive_mean']:.3f}, negative pairs "
+            f"{'–' if sim['negative_mean'] is None else format(sim['negative_mean'], '.3f')}, "
+            f"ROC-AUC of telling them apart {pct(sim['auc'])}.",
+            "",
+        ]
+    return lines
+
+
+def probe_report(probe: dict[str, Any]) -> list[str]:
+    """The ``probe`` task's part of ``results.md``."""
+    lines = ["## Multilabel probes", "", *probe_section(probe)]
+    for note in probe.get("notes", []):
+        lines += [f"Note: {note}.", ""]
+    return lines
+
+
+def thesis_probes_report(thesis: dict[str, Any]) -> list[str]:
+    """The ``thesis_probes`` task's part of ``results.md``."""
+    lines = ["## Thesis downstream probes (genre, tagging)", "", *thesis_probes_section(thesis)]
+    for note in thesis.get("notes", []):
+        lines += [f"Note: {note}.", ""]
+    return lines
+
+
+def zero_shot_report(zero_shot: dict[str, Any], ks: Sequence[int]) -> list[str]:
+    """The ``zero_shot`` task's part of ``results.md``."""
+    return ["## Zero-shot", "", *zero_shot_section(zero_shot, ks)]
+
+
+def neighbours_report(neighbours: dict[str, Any]) -> list[str]:
+    """The ``neighbours`` task's part of ``results.md`` (the lists are in ``neighbours.md``)."""
+    return [
+        "## Nearest neighbours",
+        "",
+        f"Label precision@{neighbours['k']}: "
+        + ", ".join(f"{s} {pct(v)}" for s, v in neighbours["label_precision@k"].items())
+        + ". Per-seed lists: [neighbours.md](neighbours.md).",
+        "",
+    ]
+
+
+def results_markdown(results: dict[str, Any], sections: Sequence[str]) -> str:
+    """``results.md``: the run's header, the tasks' ``sections`` (markdown lines, in task
+    order), the plots and what was skipped."""
     meta = results["meta"]
-    ks = meta["config"]["ks"]
     lines = [
         f"# Evaluation: {meta['run_name']}",
         "",
@@ -327,42 +453,8 @@ def results_markdown(results: dict[str, Any]) -> str:
         "",
         "Scores in %, ranks 1-based against the whole gallery (ties pessimistic).",
         "",
+        *sections,
     ]
-    if "retrieval" in results:
-        lines += ["## Cross-modal retrieval", "", *retrieval_section(results["retrieval"], ks)]
-        sim = results.get("av_similarity")
-        if sim:
-            lines += [
-                "Audio–video cosine similarity at clip level: positive pairs "
-                f"{sim['positive_mean']:.3f}, negative pairs "
-                f"{'–' if sim['negative_mean'] is None else format(sim['negative_mean'], '.3f')}, "
-                f"ROC-AUC of telling them apart {pct(sim['auc'])}.",
-                "",
-            ]
-    if "probe" in results:
-        lines += ["## Multilabel probes", "", *probe_section(results["probe"])]
-        for note in results["probe"].get("notes", []):
-            lines += [f"Note: {note}.", ""]
-    if "thesis_probes" in results:
-        lines += [
-            "## Thesis downstream probes (genre, tagging)",
-            "",
-            *thesis_probes_section(results["thesis_probes"]),
-        ]
-        for note in results["thesis_probes"].get("notes", []):
-            lines += [f"Note: {note}.", ""]
-    if "zero_shot" in results:
-        lines += ["## Zero-shot", "", *zero_shot_section(results["zero_shot"], ks)]
-    if "neighbours" in results:
-        nb = results["neighbours"]
-        lines += [
-            "## Nearest neighbours",
-            "",
-            f"Label precision@{nb['k']}: "
-            + ", ".join(f"{s} {pct(v)}" for s, v in nb["label_precision@k"].items())
-            + ". Per-seed lists: [neighbours.md](neighbours.md).",
-            "",
-        ]
     if results.get("plots"):
         lines += ["## Plots", ""]
         lines += [f"- {name}: [{rel}]({rel})" for name, rel in results["plots"].items()]

@@ -1,10 +1,16 @@
 """The evaluation tasks on stored embeddings: retrieval, probes, zero-shot tagging, neighbours
-(and, re-exported from :mod:`~trimodal.evaluation.thesis_probes`, the thesis's genre and
-tagging probes, :func:`thesis_probes_task`).
+and the thesis's genre and tagging probes (:mod:`~trimodal.evaluation.thesis_probes`).
 
-Each function takes :class:`~trimodal.evaluation.extraction.SplitEmbeddings` (and, for
-zero-shot, the label embeddings) and returns plain JSON-ready dicts. Video-level rows are
-always in sorted video-id order (:meth:`SplitEmbeddings.video_ids`).
+Each function (``retrieval_task``, ``probe_task``, ...) takes
+:class:`~trimodal.embedding.SplitEmbeddings` (and, for zero-shot, the label embeddings) and
+returns plain JSON-ready dicts. Video-level rows are always in sorted video-id order
+(:meth:`SplitEmbeddings.video_ids`); videos compared by cosine are the unit-length means of
+their clips (:func:`trimodal.metrics.aggregate_by_video`).
+
+The registered units (:class:`RetrievalTask`, :class:`ProbeTask`, :class:`ThesisProbesTask`,
+:class:`ZeroShotTask`, :class:`NeighboursTask`; see :mod:`~trimodal.evaluation.registry`)
+wrap them for :func:`~trimodal.evaluation.evaluate`: settings, explicit availability checks
+and the ``results.md`` sections.
 """
 
 from __future__ import annotations
@@ -18,15 +24,38 @@ import torch
 from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 
-from trimodal.evaluation.extraction import SplitEmbeddings, pool_by_video
-from trimodal.evaluation.probes import ProbeData, per_label_average_precision, run_probe
-from trimodal.evaluation.thesis_probes import thesis_probes_task as thesis_probes_task
+from trimodal.config import EvalConfig, NeighboursOptions, ProbeOptions, ThesisProbesOptions
+from trimodal.embedding import SplitEmbeddings
+from trimodal.evaluation.probes import (
+    PROBES,
+    ProbeData,
+    per_label_average_precision,
+    run_probe,
+)
+from trimodal.evaluation.registry import (
+    EvalContext,
+    EvalTask,
+    TaskOutput,
+    jsonable,
+    register_task,
+    task_options,
+)
+from trimodal.evaluation.reports import (
+    neighbours_markdown,
+    neighbours_report,
+    probe_report,
+    retrieval_report,
+    thesis_probes_report,
+    zero_shot_report,
+)
+from trimodal.evaluation.thesis_probes import load_genre_labels, thesis_probes_task
 from trimodal.metrics import (
     aggregate_by_video,
     cross_modal_retrieval,
     l2_normalize,
     label_retrieval_metrics,
     multilabel_metrics,
+    pool_by_video,
     youtube8m_metrics,
 )
 
@@ -110,8 +139,10 @@ def probe_features(
     x = np.concatenate(parts, axis=1)
     if level == "clip":
         return x, list(data.video_id)
-    x, ids = pool_by_video(x, data.video_id, "mean")
-    return x, ids
+    # The plain mean of the clips' features (the study's probe input), not the unit-length
+    # video embedding: the probes learn from values, not directions.
+    pooled, ids = pool_by_video(x, data.video_id, "mean")
+    return pooled.numpy(), ids
 
 
 def probe_labels(data: SplitEmbeddings, level: str) -> np.ndarray:
@@ -164,52 +195,59 @@ def probe_task(
     present = [m for m in (modalities or CONTENT_MODALITIES) if m in test.embeddings]
     if not present:
         raise ValueError(f"no probe modality among {list(modalities or CONTENT_MODALITIES)}")
-    combos: list[tuple[str, ...]] = [(m,) for m in present]
-    if all(m in present for m in CONTENT_MODALITIES):
-        combos.append(CONTENT_MODALITIES)
-    sources = ["embedding", "backbone"] if baselines else ["embedding"]
     out: dict[str, Any] = {"results": {}, "skipped": {}, "notes": []}
     if eval_split in ("train", "dev"):
         out["notes"].append(
             f"evaluated on {eval_split}, which the probes also train or pick thresholds on"
         )
-    jobs: list[tuple[str, str, str, Any]] = []
+    jobs = _probe_jobs(present, probes, levels, baselines, youtube8m is not None)
+    inputs: dict[tuple[str, str], tuple[ProbeData, ProbeData, ProbeData] | str] = {}
+    for level, feature_set, probe, spec in tqdm(jobs, desc="probes", leave=False):
+        key = (level, feature_set)
+        if key not in inputs:
+            if spec is None:
+                inputs[key] = _youtube8m_probe_data(youtube8m or {}, train, dev, test)
+            else:
+                inputs[key] = tuple(  # type: ignore[assignment]
+                    ProbeData(probe_features(d, *spec, level)[0], probe_labels(d, level))
+                    for d in (train, dev, test)
+                )
+        datasets = inputs[key]
+        name = f"{level}/{feature_set}/{probe}"
+        if isinstance(datasets, str):
+            out["skipped"][name] = datasets
+        elif not datasets[0].y.any():
+            out["skipped"][name] = "the training split has no positive labels"
+        else:
+            result = run_probe(probe, *datasets, seed=seed)
+            out["results"].setdefault(level, {}).setdefault(feature_set, {})[probe] = result
+    return out
+
+
+def _probe_jobs(
+    present: Sequence[str],
+    probes: Sequence[str],
+    levels: Sequence[str],
+    baselines: bool,
+    youtube8m: bool,
+) -> list[tuple[str, str, str, tuple[str, tuple[str, ...]] | None]]:
+    """``(level, feature set, probe, (source, modalities) or None for YouTube-8M)`` of every
+    probe fit: each present modality, audio+video when both are, from the embeddings and
+    (``baselines``) the backbones, plus the YouTube-8M features at video level."""
+    combos: list[tuple[str, ...]] = [(m,) for m in present]
+    if all(m in present for m in CONTENT_MODALITIES):
+        combos.append(CONTENT_MODALITIES)
+    sources = ["embedding", "backbone"] if baselines else ["embedding"]
+    jobs: list[tuple[str, str, str, tuple[str, tuple[str, ...]] | None]] = []
     for level in levels:
         for source in sources:
             for combo in combos:
                 for probe in probes:
                     jobs.append((level, f"{source}:{'+'.join(combo)}", probe, (source, combo)))
-        if youtube8m is not None and level == "video":
+        if youtube8m and level == "video":
             for probe in probes:
                 jobs.append((level, "youtube8m:mean_rgb+mean_audio", probe, None))
-    cache: dict[tuple[str, str], tuple[ProbeData, ProbeData, ProbeData] | str] = {}
-    for level, feature_set, probe, spec in tqdm(jobs, desc="probes", leave=False):
-        key = (level, feature_set)
-        if key not in cache:
-            try:
-                if spec is None:
-                    cache[key] = _youtube8m_probe_data(youtube8m or {}, train, dev, test)
-                else:
-                    cache[key] = tuple(  # type: ignore[assignment]
-                        ProbeData(
-                            probe_features(d, spec[0], spec[1], level)[0], probe_labels(d, level)
-                        )
-                        for d in (train, dev, test)
-                    )
-            except ValueError as err:
-                cache[key] = str(err)
-        datasets = cache[key]
-        name = f"{level}/{feature_set}/{probe}"
-        if isinstance(datasets, str):
-            out["skipped"][name] = datasets
-            continue
-        try:
-            result = run_probe(probe, *datasets, seed=seed)
-        except ValueError as err:
-            out["skipped"][name] = str(err)
-            continue
-        out["results"].setdefault(level, {}).setdefault(feature_set, {})[probe] = result
-    return out
+    return jobs
 
 
 def _youtube8m_probe_data(
@@ -217,16 +255,15 @@ def _youtube8m_probe_data(
     train: SplitEmbeddings,
     dev: SplitEmbeddings,
     test: SplitEmbeddings,
-) -> tuple[ProbeData, ProbeData, ProbeData]:
+) -> tuple[ProbeData, ProbeData, ProbeData] | str:
+    """The probe data of the videos the features cover, or why there is none."""
     parts = []
     for data in (train, dev, test):
         ids = data.video_ids()
         labels = data.video_labels()
         keep = [i for i, vid in enumerate(ids) if vid in features]
         if not keep:
-            raise ValueError(
-                f"the YouTube-8M features cover none of the {len(ids)} {data.split} videos"
-            )
+            return f"the YouTube-8M features cover none of the {len(ids)} {data.split} videos"
         x = np.stack([features[ids[i]] for i in keep])
         parts.append(ProbeData(x, labels[keep]))
     return parts[0], parts[1], parts[2]
@@ -370,3 +407,168 @@ def neighbours_task(
             ]
         out["seeds"].append(entry)
     return out
+
+
+# ----------------------------------------------------------------------------- the registered tasks
+
+
+@torch.no_grad()
+def embed_labels(model: Any, label_names: Sequence[str], batch_size: int = 64) -> torch.Tensor:
+    """``[L, D]`` text-channel embeddings of the label names (eval mode)."""
+    was_training = model.training
+    model.eval()
+    try:
+        parts = [
+            model.encode_text(list(label_names[i : i + batch_size])).float().cpu()
+            for i in range(0, len(label_names), batch_size)
+        ]
+    finally:
+        model.train(was_training)
+    return torch.cat(parts)
+
+
+def _content_modalities(data: SplitEmbeddings, modalities: Sequence[str] | None = None) -> list:
+    return [m for m in (modalities or CONTENT_MODALITIES) if m in data.embeddings]
+
+
+def _check_levels(levels: Sequence[str], what: str) -> None:
+    if not levels or any(level not in ("video", "clip") for level in levels):
+        raise ValueError(f"{what} levels must be video and/or clip, got {list(levels)}")
+
+
+@register_task
+class RetrievalTask(EvalTask):
+    """Cross-modal retrieval at clip and video level, and audio–video pair similarities."""
+
+    name = "retrieval"
+
+    def unavailable(self, ctx: EvalContext) -> str | None:
+        if len(ctx.data.modalities) < 2:
+            return f"retrieval needs two modalities, the model has {ctx.data.modalities}"
+        return None
+
+    def run(self, ctx: EvalContext) -> TaskOutput:
+        data, ks = ctx.data, ctx.config.ks
+        results: dict[str, Any] = {"retrieval": retrieval_task(data, ks)}
+        if "audio" in data.embeddings and "video" in data.embeddings:
+            sims = pair_similarities(data, "audio", "video")
+            results["av_similarity"] = {
+                k: v for k, v in sims.items() if not isinstance(v, np.ndarray)
+            }
+        return TaskOutput(results, retrieval_report(jsonable(results), ks))
+
+
+@register_task
+class ProbeTask(EvalTask):
+    """Multilabel probes (:func:`probe_task`) with :class:`~trimodal.config.ProbeOptions`."""
+
+    name = "probe"
+
+    def validate(self, config: EvalConfig) -> None:
+        options = task_options(config, ProbeOptions)
+        bad = [p for p in options.probes if p not in PROBES]
+        if bad:
+            raise ValueError(f"unknown probes {bad}; known: {', '.join(PROBES)}")
+        _check_levels(options.probe_levels, "probe")
+
+    def unavailable(self, ctx: EvalContext) -> str | None:
+        missing = ctx.missing_split("train", "dev")
+        if missing is not None:
+            return f"the probes need the train and dev splits: {missing}"
+        wanted = task_options(ctx.config, ProbeOptions).probe_modalities
+        if not _content_modalities(ctx.data, wanted):
+            return f"no probe modality among {list(wanted or CONTENT_MODALITIES)}"
+        return None
+
+    def run(self, ctx: EvalContext) -> TaskOutput:
+        options = task_options(ctx.config, ProbeOptions)
+        youtube8m = None
+        if options.baseline_features is not None:
+            youtube8m = load_youtube8m_features(options.baseline_features)
+        out = probe_task(
+            ctx.training_splits(), ctx.config.split, probes=options.probes,
+            levels=options.probe_levels, modalities=options.probe_modalities,
+            baselines=options.backbone_baselines, youtube8m=youtube8m, seed=ctx.config.seed,
+        )  # fmt: skip
+        skipped = {f"probe/{key}": reason for key, reason in out.pop("skipped").items()}
+        return TaskOutput({"probe": out}, probe_report(jsonable(out)), skipped)
+
+
+@register_task
+class ThesisProbesTask(EvalTask):
+    """The thesis's genre and tagging probes with :class:`~trimodal.config.ThesisProbesOptions`."""
+
+    name = "thesis_probes"
+
+    def validate(self, config: EvalConfig) -> None:
+        options = task_options(config, ThesisProbesOptions)
+        threshold = options.tag_threshold
+        if threshold != "dev" and not 0.0 < float(threshold) < 1.0:
+            raise ValueError(f"tag_threshold must be 'dev' or in (0, 1), got {threshold}")
+        _check_levels(options.thesis_levels, "thesis")
+        if isinstance(options.genre_labels, (str, Path)):
+            load_genre_labels(options.genre_labels)  # a missing or malformed file fails now
+
+    def unavailable(self, ctx: EvalContext) -> str | None:
+        missing = ctx.missing_split("train", "dev")
+        if missing is not None:
+            return f"the thesis probes need the train and dev splits: {missing}"
+        return None
+
+    def run(self, ctx: EvalContext) -> TaskOutput:
+        options = task_options(ctx.config, ThesisProbesOptions)
+        genres = options.genre_labels
+        if isinstance(genres, (str, Path)):
+            genres = load_genre_labels(genres)
+        out = thesis_probes_task(
+            ctx.training_splits(), ctx.config.split, levels=options.thesis_levels,
+            genre_labels=genres, min_class_videos=options.min_genre_videos,
+            top_n=options.top_tags, tag_threshold=options.tag_threshold, seed=ctx.config.seed,
+            epochs=options.thesis_epochs,
+        )  # fmt: skip
+        if isinstance(options.genre_labels, (str, Path)):
+            out["settings"]["genre_source"] = f"file {options.genre_labels}"
+        skipped = {f"thesis_probes/{key}": reason for key, reason in out.pop("skipped").items()}
+        return TaskOutput({"thesis_probes": out}, thesis_probes_report(jsonable(out)), skipped)
+
+
+@register_task
+class ZeroShotTask(EvalTask):
+    """Zero-shot tagging and label queries with the text channel's label-name embeddings."""
+
+    name = "zero_shot"
+
+    def unavailable(self, ctx: EvalContext) -> str | None:
+        if "text" not in ctx.model.modalities:
+            return f"the model has no text channel (it has {ctx.model.modalities})"
+        if not _content_modalities(ctx.data):
+            return "no audio or video embeddings to tag"
+        if not ctx.data.label_names:
+            return f"the {ctx.config.split} split has no label names"
+        return None
+
+    def run(self, ctx: EvalContext) -> TaskOutput:
+        data, ks = ctx.data, ctx.config.ks
+        out = zero_shot_task(data, embed_labels(ctx.model, data.label_names), ks=ks)
+        return TaskOutput({"zero_shot": out}, zero_shot_report(jsonable(out), ks))
+
+
+@register_task
+class NeighboursTask(EvalTask):
+    """Nearest videos of seed videos (``neighbours.md``) and label precision@k."""
+
+    name = "neighbours"
+
+    def unavailable(self, ctx: EvalContext) -> str | None:
+        videos = len(ctx.data.video_ids())
+        if videos < 2:
+            return f"the {ctx.config.split} split has {videos} video(s); need at least 2"
+        if not _content_modalities(ctx.data):
+            return "no audio or video embeddings"
+        return None
+
+    def run(self, ctx: EvalContext) -> TaskOutput:
+        options = task_options(ctx.config, NeighboursOptions)
+        out = neighbours_task(ctx.data, num_seeds=options.num_seeds)
+        files = {"neighbours.md": neighbours_markdown(out, ctx.config.split)}
+        return TaskOutput({"neighbours": out}, neighbours_report(jsonable(out)), files=files)

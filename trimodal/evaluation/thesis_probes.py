@@ -19,13 +19,13 @@ B3      concatenated backbones         ``backbone:audio+video``
 ======  =============================  ==============================================
 
 At video level (the default) every clip row is first computed as above and the clips of a
-video are then averaged (:func:`~trimodal.evaluation.extraction.pool_by_video`; averaging
+video are then averaged (:func:`~trimodal.metrics.pool_by_video`; averaging
 and the M3 mean commute); at clip level each clip is one example with its video's target.
 
 **Genre (single label).** Softmax over the class dimension, cross-entropy loss
 (:class:`SoftmaxMLPProbe`; the research code applied the softmax over the *batch*
-dimension, BRIEF §3.9). One genre per video, from a user mapping (:func:`load_genre_labels`,
-``--genre-labels``) or, by default, the video's first label in the prepared data (the
+dimension: docs/defects.md#genre-softmax). One genre per video, from a user mapping
+(:func:`load_genre_labels`, ``--genre-labels``) or, by default, the video's first label in the prepared data (the
 YouTube-8M music labels carry no instrument/genre family, so the first label, the one the
 dataset lists first for the video, stands in for the genre). Classes with fewer than
 ``min_class_videos`` (2) training videos are dropped with their videos in every split; the
@@ -56,9 +56,9 @@ import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, average_precision_score, f1_score, roc_auc_score
 
-from trimodal.evaluation.extraction import SplitEmbeddings, pool_by_video
+from trimodal.embedding import SplitEmbeddings
 from trimodal.evaluation.probes import TorchProbe
-from trimodal.metrics import choose_threshold, multilabel_metrics
+from trimodal.metrics import choose_threshold, multilabel_metrics, pool_by_video
 
 #: The thesis's probe: three linear layers with hidden widths 512 and 256.
 THESIS_HIDDEN_SIZES: tuple[int, int] = (512, 256)
@@ -302,11 +302,11 @@ def thesis_features(
         raise ValueError(f"unknown input {input_name!r}; known: {', '.join(THESIS_INPUTS)}")
     if level not in ("video", "clip"):
         raise ValueError(f"level must be 'video' or 'clip', got {level!r}")
+    reason = missing_input(data, input_name)
+    if reason is not None:
+        raise ValueError(reason)
     _, source, modalities, how = THESIS_INPUTS[input_name]
     table = data.embeddings if source == "embedding" else data.backbone
-    missing = [m for m in modalities if m not in table]
-    if missing:
-        raise ValueError(f"the model has no {' or '.join(missing)} channel")
     parts = [table[m].double().numpy() for m in modalities]
     if how == "mean":
         x = np.mean([_l2(p) for p in parts], axis=0)
@@ -314,7 +314,27 @@ def thesis_features(
         x = np.concatenate(parts, axis=1)
     if level == "clip":
         return x, list(data.video_id)
-    return pool_by_video(x, data.video_id, "mean")
+    # The plain mean of the clips' features, as for the other probes (see
+    # :mod:`trimodal.metrics.pooling`).
+    pooled, ids = pool_by_video(x, data.video_id, "mean")
+    return pooled.numpy(), ids
+
+
+def missing_input(data: SplitEmbeddings, input_name: str) -> str | None:
+    """Why ``data`` lacks the modalities of input row ``input_name``, or ``None``."""
+    _, source, modalities, _ = THESIS_INPUTS[input_name]
+    table = data.embeddings if source == "embedding" else data.backbone
+    missing = [m for m in modalities if m not in table]
+    return f"the model has no {' or '.join(missing)} channel" if missing else None
+
+
+def _row_features(
+    splits: Sequence[SplitEmbeddings], input_name: str, level: str
+) -> tuple[tuple[np.ndarray, list[str]], ...] | str:
+    """:func:`thesis_features` of each split, or why a split lacks the row's modalities."""
+    reasons = [missing_input(d, input_name) for d in splits]
+    reason = next((r for r in reasons if r is not None), None)
+    return reason or tuple(thesis_features(d, input_name, level) for d in splits)
 
 
 def _targets_tags(data: SplitEmbeddings, level: str) -> np.ndarray:
@@ -366,41 +386,23 @@ def thesis_probes_task(
         always predicting the most frequent training class). Both add ``num_train``,
         ``num_dev``, ``num_features``, ``converged``.
     """
-    unknown = [t for t in tasks if t not in THESIS_TASKS]
-    if unknown:
-        raise ValueError(f"unknown thesis tasks {unknown}; known: {', '.join(THESIS_TASKS)}")
     rows = list(inputs) if inputs is not None else list(THESIS_INPUTS)
-    bad = [r for r in rows if r not in THESIS_INPUTS]
-    if bad:
-        raise ValueError(f"unknown inputs {bad}; known: {', '.join(THESIS_INPUTS)}")
-    if not levels or any(level not in ("video", "clip") for level in levels):
-        raise ValueError(f"levels must be 'video' and/or 'clip', got {list(levels)}")
-    if isinstance(tag_threshold, str) and tag_threshold != "dev":
-        tag_threshold = float(tag_threshold)
-    if not isinstance(tag_threshold, str) and not 0.0 < float(tag_threshold) < 1.0:
-        raise ValueError(f"tag_threshold must be 'dev' or in (0, 1), got {tag_threshold}")
+    tag_threshold = _checked_settings(tasks, rows, levels, tag_threshold)
     if isinstance(genre_labels, (str, Path)):
         genre_source = f"file {genre_labels}"
         genre_labels = load_genre_labels(genre_labels)
     else:
         genre_source = "mapping" if genre_labels is not None else "first label of each video"
     train, dev, test = splits["train"], splits["dev"], splits[eval_split]
+    settings = dict(
+        split=eval_split, tasks=list(tasks), levels=list(levels),
+        hidden_sizes=list(THESIS_HIDDEN_SIZES), top_n=int(top_n),
+        tag_threshold=tag_threshold if isinstance(tag_threshold, str) else float(tag_threshold),
+        genre_source=genre_source, min_class_videos=int(min_class_videos), seed=int(seed),
+        epochs=int(epochs), patience=int(patience),
+    )  # fmt: skip
     out: dict[str, Any] = {
-        "settings": {
-            "split": eval_split,
-            "tasks": list(tasks),
-            "levels": list(levels),
-            "hidden_sizes": list(THESIS_HIDDEN_SIZES),
-            "top_n": int(top_n),
-            "tag_threshold": tag_threshold
-            if isinstance(tag_threshold, str)
-            else float(tag_threshold),
-            "genre_source": genre_source,
-            "min_class_videos": int(min_class_videos),
-            "seed": int(seed),
-            "epochs": int(epochs),
-            "patience": int(patience),
-        },
+        "settings": settings,
         "inputs": {
             r: {"description": THESIS_INPUTS[r][0], "features": feature_name(r)} for r in rows
         },
@@ -410,19 +412,35 @@ def thesis_probes_task(
     if eval_split in ("train", "dev"):
         out["notes"].append(f"evaluated on {eval_split}, which the probes also train or stop on")
     probe_kwargs = {"epochs": epochs, "patience": patience, "seed": seed}
+    splits3 = (train, dev, test)
     for level in levels:
-        features: dict[str, tuple[tuple[np.ndarray, list[str]], ...] | str] = {}
-        for r in rows:
-            try:
-                features[r] = tuple(thesis_features(d, r, level) for d in (train, dev, test))
-            except ValueError as err:
-                features[r] = str(err)
+        features = {r: _row_features(splits3, r, level) for r in rows}
         if "tagging" in tasks:
-            _tagging(out, level, features, (train, dev, test), top_n, tag_threshold, probe_kwargs)
+            _tagging(out, level, features, splits3, top_n, tag_threshold, probe_kwargs)
         if "genre" in tasks:
             genres = dict(genre_labels) if genre_labels is not None else None
-            _genre(out, level, features, (train, dev, test), genres, min_class_videos, probe_kwargs)
+            _genre(out, level, features, splits3, genres, min_class_videos, probe_kwargs)
     return out
+
+
+def _checked_settings(
+    tasks: Sequence[str], rows: Sequence[str], levels: Sequence[str], tag_threshold: str | float
+) -> str | float:
+    """The threshold as ``"dev"`` or a float, after refusing unknown tasks, inputs, levels
+    or a threshold outside (0, 1) with a ``ValueError``."""
+    unknown = [t for t in tasks if t not in THESIS_TASKS]
+    if unknown:
+        raise ValueError(f"unknown thesis tasks {unknown}; known: {', '.join(THESIS_TASKS)}")
+    bad = [r for r in rows if r not in THESIS_INPUTS]
+    if bad:
+        raise ValueError(f"unknown inputs {bad}; known: {', '.join(THESIS_INPUTS)}")
+    if not levels or any(level not in ("video", "clip") for level in levels):
+        raise ValueError(f"levels must be 'video' and/or 'clip', got {list(levels)}")
+    if isinstance(tag_threshold, str) and tag_threshold != "dev":
+        tag_threshold = float(tag_threshold)
+    if not isinstance(tag_threshold, str) and not 0.0 < float(tag_threshold) < 1.0:
+        raise ValueError(f"tag_threshold must be 'dev' or in (0, 1), got {tag_threshold}")
+    return tag_threshold
 
 
 def _tagging(

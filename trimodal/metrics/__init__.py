@@ -6,9 +6,9 @@ The same metrics are also available as local ``evaluate`` modules, loadable offl
 
 from pathlib import Path
 
+from trimodal.metrics.pooling import aggregate_by_video, pool_by_video
 from trimodal.metrics.probe import choose_threshold, multilabel_metrics
 from trimodal.metrics.retrieval import (
-    aggregate_by_video,
     chance_metrics,
     cross_modal_retrieval,
     l2_normalize,
@@ -37,6 +37,7 @@ __all__ = [
     "labels_to_multi_hot",
     "metrics_from_ranks",
     "multilabel_metrics",
+    "pool_by_video",
     "retrieval_metrics",
     "retrieval_ranks",
     "youtube8m_metrics",

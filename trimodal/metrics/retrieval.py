@@ -1,6 +1,6 @@
 """Cross-modal retrieval metrics: ranks of true partners, R@k, mean/median rank, label queries.
 
-Definitions (BRIEF §5, followed exactly):
+Definitions (docs/evaluation.md#retrieval, followed exactly):
 
 * Query ``i``'s true partner is gallery item ``i``. Similarity is cosine: both sides are
   L2-normalised here, then compared by dot product.
@@ -12,8 +12,9 @@ Definitions (BRIEF §5, followed exactly):
 * Mean rank, median rank (``numpy.median``: the mean of the two middle ranks for an even number
   of queries) and mean reciprocal rank.
 
-These fix the two research-code defects of BRIEF §3.1 (``diag(argsort(sim))`` used as a rank,
-ranks copied from a→v into v→a, ranking within a batch) and §3.2 (non-cumulative R@k).
+These fix two defects of the research code (docs/defects.md#rank-of-the-true-partner:
+``diag(argsort(sim))`` used as a rank, ranks copied from a→v into v→a, ranking within a batch;
+docs/defects.md#cumulative-recall: non-cumulative R@k).
 
 The N×N similarity matrix is never materialised: queries are processed in chunks of
 ``chunk_size`` rows, so the peak extra memory is ``chunk_size × N`` floats (400 MB for the
@@ -30,6 +31,7 @@ import numpy as np
 import torch
 from sklearn.metrics import average_precision_score
 
+from trimodal.metrics.pooling import aggregate_by_video
 from trimodal.modalities import MODALITIES
 
 DEFAULT_KS: tuple[int, ...] = (1, 5, 10, 25)
@@ -184,39 +186,6 @@ def chance_metrics(n: int, ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
     return out
 
 
-def aggregate_by_video(
-    embeddings: ArrayLike, video_ids: Sequence, aggregation: str = "mean"
-) -> tuple[torch.Tensor, list]:
-    """Pool clip embeddings ([N_clips, D]) into one unit-norm embedding per video.
-
-    Each clip embedding is L2-normalised, then the clips of a video are pooled (``"mean"``:
-    average; ``"max"``: element-wise maximum) and the result re-normalised.
-
-    Args:
-        embeddings: [N_clips, D].
-        video_ids: length-N_clips sequence of hashable ids (str or int).
-        aggregation: ``"mean"`` or ``"max"``.
-
-    Returns:
-        ``(video_embeddings [V, D], ids)`` with ``ids`` the V distinct video ids in sorted order
-        (row ``v`` of the tensor belongs to ``ids[v]``).
-    """
-    x = l2_normalize(embeddings)
-    ids_arr = np.asarray(list(video_ids))
-    if ids_arr.shape[0] != x.shape[0]:
-        raise ValueError(f"{x.shape[0]} embeddings but {ids_arr.shape[0]} video ids")
-    uniq, inverse = np.unique(ids_arr, return_inverse=True)
-    index = torch.as_tensor(inverse.reshape(-1), dtype=torch.int64, device=x.device)
-    out = torch.zeros((len(uniq), x.shape[1]), dtype=x.dtype, device=x.device)
-    if aggregation == "mean":
-        out.index_add_(0, index, x)  # the sum; the re-normalisation removes the 1/count
-    elif aggregation == "max":
-        out.scatter_reduce_(0, index[:, None].expand_as(x), x, "amax", include_self=False)
-    else:
-        raise ValueError(f"aggregation must be 'mean' or 'max', got {aggregation!r}")
-    return l2_normalize(out), uniq.tolist()
-
-
 def cross_modal_retrieval(
     embeddings: Mapping[str, ArrayLike | None],
     video_ids: Sequence | None = None,
@@ -233,7 +202,8 @@ def cross_modal_retrieval(
             modality belongs to the same clip. Missing or ``None`` modalities are skipped (two
             present modalities give 2 directions, three give 6).
         video_ids: length-N video id of each clip; required for the ``"video"`` level, where
-            every modality is pooled per video with :func:`aggregate_by_video` and video ``v``
+            every modality is pooled per video with
+            :func:`~trimodal.metrics.pooling.aggregate_by_video` and video ``v``
             of one modality must find video ``v`` of the other.
         levels: any of ``"clip"``, ``"video"``.
         aggregation: ``"mean"`` or ``"max"`` pooling for the video level.

@@ -6,12 +6,15 @@ scheduler from an :class:`~trimodal.config.ExperimentConfig`, hands them to
 validates on the dev split a few times per epoch, saves the best and last models with
 ``save_pretrained`` and the full training state with ``accelerator.save_state``.
 
-What the research code got wrong and this loop does instead (BRIEF §3):
+What the research code got wrong and this loop does instead (docs/defects.md):
 
 - the loss is divided by the accumulation count (``accelerator.backward`` does it) and the
-  gradient is clipped once per optimiser step, not per micro-batch;
-- the scheduler steps with the optimiser, and nothing steps on stale gradients;
-- the best checkpoint is chosen on a retrieval metric, not the mean positive distance.
+  gradient is clipped once per optimiser step, not per micro-batch
+  (docs/defects.md#gradient-accumulation-and-clipping);
+- the scheduler steps with the optimiser, and nothing steps on stale gradients
+  (docs/defects.md#scheduler-and-stale-steps);
+- the best checkpoint is chosen on a retrieval metric, not the mean positive distance
+  (docs/defects.md#checkpoint-selection).
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ from tqdm.auto import tqdm
 
 from trimodal.config import ExperimentConfig, save_config, to_dict
 from trimodal.data import PreparedClips, VideoBatchSampler, collate_clips
-from trimodal.embedding import extract_embeddings
+from trimodal.embedding import SplitEmbeddings, embed_batches
+from trimodal.embedding import data_options as model_data_options
 from trimodal.metrics.retrieval import cross_modal_retrieval
 from trimodal.modalities import pairs_among
 from trimodal.modeling import TrimodalModel, build_model
@@ -145,11 +149,30 @@ class Trainer:
         self.objective = get_objective(config.objective, **self._objective_options())
         self.state = TrainerState()
 
-        # -- data: the model's channels decide sample rate, frame size and frame count
-        data_options: dict[str, Any] = {"modalities": self.model.modalities}
-        for backbone in self.model.backbones.values():
-            data_options.update(backbone.data_options())
-        self.data_options = data_options
+        train_loader, dev_loader = self._build_loaders()
+        self._build_optimisation(len(train_loader))
+
+        (self.model, self.optimizer, self.train_loader, self.dev_loader, self.scheduler) = (
+            self.accelerator.prepare(
+                self.model, self.optimizer, train_loader, dev_loader, self.scheduler
+            )
+        )
+        self.accelerator.register_for_checkpointing(self.state)
+        self.feature_cache = self._feature_cache(
+            "train", self.train_set, views=train_cfg.feature_cache_views
+        )
+        # Validation is deterministic, so frozen channels' dev features are computed once.
+        self.dev_feature_cache = self._feature_cache("dev", self.dev_set, views=1)
+
+    # ------------------------------------------------------------------ setup helpers
+
+    def _build_loaders(
+        self,
+    ) -> tuple[torch.utils.data.DataLoader, torch.utils.data.DataLoader]:
+        """The train and dev loaders; the model's channels decide sample rate, frame size and
+        frame count."""
+        config, train_cfg = self.config, self.config.train
+        data_options = self.data_options = model_data_options(self.model)
         self.train_set = PreparedClips.from_config(config.data, "train", True, **data_options)
         self.dev_set = PreparedClips.from_config(config.data, "dev", False, **data_options)
         self.batch_sampler = VideoBatchSampler(
@@ -176,17 +199,19 @@ class Trainer:
             num_workers=config.data.num_workers,
             generator=torch.Generator().manual_seed(train_cfg.seed),
         )
-
         if len(train_loader) == 0:
             raise ValueError(
                 f"no training batch: the train split has {len(self.train_set)} clips of "
                 f"{len(set(self.train_set.video_ids))} videos, and a batch holds at most one "
                 f"clip per video; lower train.batch_size (now {train_cfg.batch_size})"
             )
+        return train_loader, dev_loader
 
-        # -- optimisation
+    def _build_optimisation(self, train_batches: int) -> None:
+        """The optimiser and the scheduler, sized in optimiser steps per process."""
+        train_cfg = self.config.train
         self.optimizer = build_optimizer(self.model, train_cfg)
-        batches_per_epoch = len(train_loader) // self.accelerator.num_processes
+        batches_per_epoch = train_batches // self.accelerator.num_processes
         self.steps_per_epoch = max(
             1, math.ceil(batches_per_epoch / train_cfg.gradient_accumulation_steps)
         )
@@ -201,20 +226,6 @@ class Trainer:
             steps_per_epoch=self.steps_per_epoch,
             gamma=train_cfg.lr_gamma,
         )
-
-        (self.model, self.optimizer, self.train_loader, self.dev_loader, self.scheduler) = (
-            self.accelerator.prepare(
-                self.model, self.optimizer, train_loader, dev_loader, self.scheduler
-            )
-        )
-        self.accelerator.register_for_checkpointing(self.state)
-        self.feature_cache = self._feature_cache(
-            "train", self.train_set, views=train_cfg.feature_cache_views
-        )
-        # Validation is deterministic, so frozen channels' dev features are computed once.
-        self.dev_feature_cache = self._feature_cache("dev", self.dev_set, views=1)
-
-    # ------------------------------------------------------------------ setup helpers
 
     def _objective_options(self) -> dict[str, Any]:
         """``objective_options``, plus ``block_size`` = the chunk under gradient caching.
@@ -514,7 +525,7 @@ class Trainer:
     def validate(self) -> dict[str, Any]:
         """Retrieval on the dev split; saves the best model by ``train.select_metric``."""
         cache = self.dev_feature_cache
-        embeddings = extract_embeddings(
+        embeddings = embed_batches(
             self.model,
             self.dev_loader,
             accelerator=self.accelerator,
@@ -608,15 +619,22 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
 
 
 def validation_metrics(
-    embeddings: dict[str, Any], modalities: list[str], ks: list[int]
+    embeddings: SplitEmbeddings, modalities: list[str], ks: list[int]
 ) -> dict[str, float]:
     """Flat validation metrics: retrieval at clip and video level for every direction, their
     means over all directions (``video/mean_R@10``) and over each pair's two directions
     (``video/audio-video/mean_R@10``), and the study's mean positive-pair cosine distance
-    per pair."""
-    present = {m: embeddings[m] for m in modalities if m in embeddings}
+    per pair.
+
+    Args:
+        embeddings: the dev split's clip embeddings (:func:`trimodal.embedding.embed_batches`);
+            videos are pooled by :func:`trimodal.metrics.aggregate_by_video`, as everywhere.
+        modalities: the channels compared.
+        ks: the R@k cut-offs.
+    """
+    present = {m: embeddings.embeddings[m] for m in modalities if m in embeddings.embeddings}
     pairs = pairs_among(present)
-    results = cross_modal_retrieval(present, embeddings["video_id"], ks=tuple(ks))
+    results = cross_modal_retrieval(present, embeddings.video_id, ks=tuple(ks))
     flat: dict[str, float] = {}
     for level, directions in results.items():
         for direction, values in directions.items():

@@ -1,7 +1,7 @@
 """Whole-set retrieval evaluation of VM-NET, on the project's embedding and retrieval path.
 
 :func:`evaluate_vmnet` embeds the **whole** split with
-:func:`trimodal.embedding.extract_embeddings` (eval mode, batched) and ranks each query's
+:func:`trimodal.embedding.embed_batches` (eval mode, batched) and ranks each query's
 partner against every item of the other modality with
 :func:`trimodal.metrics.retrieval.cross_modal_retrieval` (1-based, pessimistic ties), in both
 directions, with the chance row ``R@k = k/N``. At clip level every row is one query; the video
@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from trimodal.embedding import extract_embeddings
+from trimodal.embedding import embed_batches
+from trimodal.evaluation.reports import retrieval_table
 from trimodal.metrics.retrieval import cross_modal_retrieval
 from trimodal.utils import atomic_write_json, atomic_write_text
 from trimodal.vmnet.features import FeatureSet
@@ -29,7 +30,7 @@ DIRECTIONS = {"audio→video": "music→video", "video→audio": "video→music"
 
 
 class FeatureBatches:
-    """A feature file's rows in order, as the batches :func:`extract_embeddings` reads:
+    """A feature file's rows in order, as the batches :func:`~trimodal.embedding.embed_batches` reads:
     ``{"audio": float32 [b, F_M], "video": float32 [b, F_V], "video_id": list[str],
     "clip_index": list[int]}`` on ``device``."""
 
@@ -59,13 +60,13 @@ def embed_features(
     model: VMNet, features: FeatureSet, batch_size: int = 4096, device: str | torch.device = "cpu"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Embeddings of every row in eval mode: ``(music [N, D], video [N, D])`` on the CPU."""
-    embeddings = extract_embeddings(
+    embedded = embed_batches(
         model,
         FeatureBatches(features, batch_size, device),
         modalities=model.modalities,
         desc="embedding",
     )
-    return embeddings["audio"], embeddings["video"]
+    return embedded.embeddings["audio"], embedded.embeddings["video"]
 
 
 def retrieval_results(
@@ -97,30 +98,17 @@ def retrieval_results(
 
 
 def results_markdown(results: dict[str, Any], ks: Sequence[int], title: str) -> str:
-    """VM-NET's table layout (percentages), one table per level, with median ranks.
-
-    The one place that renders VM-NET results: point it at a shared retrieval-report renderer
-    to change every VM-NET report at once.
-    """
+    """One table per level (R@k in %, median and mean rank), rendered by the project's one
+    retrieval-table renderer, :func:`trimodal.evaluation.reports.retrieval_table`."""
     lines = [f"# {title}", ""]
     for level, table in results.items():
         n = table["chance"]["num_queries"]
-        lines += [f"## {level} level (N = {n}, whole set as gallery)", ""]
-        head = ["", *(f"M→V R@{k}" for k in ks), "M→V median rank"]
-        head += [*(f"V→M R@{k}" for k in ks), "V→M median rank"]
-        lines.append("| " + " | ".join(head) + " |")
-        lines.append("|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|")
-        chance = table["chance"]
-        for name, mv, vm in (
-            ("Chance", chance, chance),
-            ("VM-NET", table["music→video"], table["video→music"]),
-        ):
-            cells = [name]
-            for metrics in (mv, vm):
-                cells += [f"{100 * metrics[f'R@{k}']:.2f}" for k in ks]
-                cells.append(f"{metrics['median_rank']:g}")
-            lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
+        lines += [
+            f"## {level} level (N = {n}, whole set as gallery)",
+            "",
+            retrieval_table({"VM-NET": results}, [level], ks, directions=list(DIRECTIONS.values())),
+            "",
+        ]
     lines.append("R@k in %; ranks are 1-based, ties counted against the model.")
     return "\n".join(lines) + "\n"
 

@@ -222,7 +222,7 @@ class VMNet(PreTrainedModel):
 
     @property
     def modalities(self) -> list[str]:
-        """The embedded modalities, as :func:`trimodal.embedding.extract_embeddings` reads
+        """The embedded modalities, as :func:`trimodal.embedding.embed_batches` reads
         them (music is the audio modality)."""
         return ["audio", "video"]
 

@@ -7,7 +7,10 @@
 
 For every usable video of ``CORPUS/videos.jsonl`` (:mod:`trimodal.prepare.corpus`):
 
-1. **split**: the record's ``split``, else by hash of the id or by age (``DataConfig``);
+1. **split**: the record's ``split``, else by hash of the id or by age (``DataConfig``;
+   :func:`trimodal.prepare.splits.age_split`, the rule ``yt8m-filter`` uses: a dated video
+   outside every age range is skipped as ``too_recent``, ``too_old`` or
+   ``age_between_splits``);
 2. **clips**: consecutive ``clip_seconds`` clips (train videos keep a sampled share of them,
    the study's sparse scheme; the clips saved are exactly the sampled ones and ``start_s ==
    clip_index * clip_seconds``), or the dual-encoder scheme's random segments;
@@ -28,8 +31,8 @@ forked from a ``forkserver`` that has imported the decoding libraries once (the 
 import neither torch nor ``datasets``): a file that crashes the decoder kills a worker, not
 the run (the crashed video is retried alone and then skipped). Every video that cannot be
 used — malformed record, unsafe id, unknown label, missing/empty/truncated/unreadable media,
-no audio or video stream, shorter than one clip — is listed in ``skipped.jsonl`` with its
-reason and counted in the summary.
+no audio or video stream, shorter than one clip, outside every age range — is listed in
+``skipped.jsonl`` with its reason and counted in the summary.
 
 The work is done by :func:`trimodal.prepare.prepare` (this module is its command line).
 A re-run reuses the finished shards of the same videos under the same settings (the shard

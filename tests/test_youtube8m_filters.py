@@ -10,14 +10,13 @@ import pytest
 from test_youtube8m_fakes import make_item
 
 from data_prep.youtube8m.filters import (
-    AgeSplit,
     DurationError,
     FilterConfig,
     evaluate,
     parse_iso8601_duration,
     run_filter,
-    subtract_months,
 )
+from trimodal.prepare.splits import AgeSplit, subtract_months
 
 
 @pytest.mark.parametrize(

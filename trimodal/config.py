@@ -123,9 +123,12 @@ class DataConfig:
       as listed in ``sparse_fractions`` (``[share of videos, share of clips kept]`` pairs);
       dev/test keep every clip.
     - ``split_by``: videos whose record has no ``split`` are assigned by ``"hash"`` (a hash
-      of the video id against ``split_ratios`` train/dev/test) or by ``"age"`` against
-      ``reference_date`` (younger than ``test_max_age_years``: test; younger than
-      ``dev_max_age_years``: dev; older: train; undated videos fall back to the hash).
+      of the video id against ``split_ratios`` train/dev/test) or by ``"age"`` on
+      ``reference_date``, in calendar months (:func:`trimodal.prepare.splits.age_split`):
+      ages in ``[test_min_age_years, test_max_age_years)``: test; ``[test_max_age_years,
+      dev_max_age_years)``: dev; older: train; younger than ``test_min_age_years``: skipped
+      as ``too_recent`` (``0`` keeps every young video in test); undated videos fall back
+      to the hash.
     - ``num_frames`` frames per clip, uniformly spaced, stored per size in ``frame_sizes`` as
       ``frames_<size>`` arrays ``[num_frames, 3, S, S]`` where ``S = round(size *
       frame_margin)`` (short side resized to S, centre-cropped square): the margin leaves
@@ -162,6 +165,7 @@ class DataConfig:
     split_by: Literal["hash", "age"] = "hash"
     split_ratios: list[float] = dataclasses.field(default_factory=lambda: [0.8, 0.1, 0.1])
     reference_date: str = "2023-01-01"
+    test_min_age_years: float = 7.0
     test_max_age_years: float = 8.0
     dev_max_age_years: float = 8.5
     num_frames: int = 16

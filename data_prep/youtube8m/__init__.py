@@ -188,7 +188,7 @@ def cmd_metadata(args: argparse.Namespace) -> int:
 
 
 def _parse_split(text: str) -> Any:
-    from data_prep.youtube8m.filters import AgeSplit
+    from trimodal.prepare.splits import AgeSplit
 
     try:
         name, lo, hi = text.split(":")
@@ -206,8 +206,9 @@ def _none_if_negative(value: float) -> float | None:
 def cmd_filter(args: argparse.Namespace) -> int:
     """``yt8m-filter``: filters and age splits; writes ``filtered/``."""
     from data_prep.youtube8m.api import read_id_map, read_metadata
-    from data_prep.youtube8m.filters import DEFAULT_SPLITS, FilterConfig, run_filter
+    from data_prep.youtube8m.filters import FilterConfig, run_filter
     from data_prep.youtube8m.records import read_index
+    from trimodal.prepare.splits import DEFAULT_AGE_SPLITS
 
     work = Path(args.work_dir)
     try:
@@ -218,7 +219,7 @@ def cmd_filter(args: argparse.Namespace) -> int:
             min_likes=_none_if_negative(args.min_likes),
             min_comments=_none_if_negative(args.min_comments),
             reference_date=args.reference_date,
-            splits=tuple(args.split) if args.split else DEFAULT_SPLITS,
+            splits=tuple(args.split) if args.split else DEFAULT_AGE_SPLITS,
         )
     except ValueError as err:
         return _fail(str(err))

@@ -4,14 +4,16 @@ Defaults are the trimodal study's: duration 100–512 s, views ≥ 10,000, likes
 comments ≥ 5 (all bounds inclusive), and splits by age at a reference date of 2023-01-01:
 ``test`` 7–8 years old, ``dev`` 8–8.5, ``train`` 8.5 and older.
 
-Age rule. A video published on day ``d`` is at least ``k`` years old when
+Age rule: :func:`trimodal.prepare.splits.age_split`, the one ``prepare --split-by age``
+uses too. A video published on day ``d`` is at least ``k`` years old when
 ``d <= reference - k years`` (calendar arithmetic on whole months; 8.5 years = 102 months).
 Each split is a half-open age range ``[min_age, max_age)``: a video exactly 8 years old
 (published 2015-01-01) is in ``dev``, not ``test``; one published 2016-01-01 (exactly 7) is in
 ``test``; 2014-07-01 (exactly 8.5) is in ``train``. Videos younger than every split (published
-after 2016-01-01 by default) are excluded with reason ``too_recent``; ages that fall between
-configured ranges are excluded with ``age_between_splits``. The ranges must not overlap,
-so each kept video is in exactly one split.
+after 2016-01-01 by default) are excluded with reason ``too_recent``, videos at least as old
+as every split's upper bound (when all have one) with ``too_old``, and ages that fall between
+configured ranges with ``age_between_splits``. The ranges must not overlap, so each kept video
+is in exactly one split.
 
 Every excluded video is listed with all its reasons in ``excluded.jsonl``; each reason is
 ``code: details`` (``too_short``, ``few_likes``, ``missing_likes``, ``too_recent``, ...) and the
@@ -30,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from data_prep.youtube8m.jsonl import write_jsonl_atomic
+from trimodal.prepare.splits import DEFAULT_AGE_SPLITS, AgeSplit, age_split, check_age_splits
 
 SELECTED_FILE = "selected.jsonl"
 EXCLUDED_FILE = "excluded.jsonl"
@@ -83,33 +86,6 @@ def parse_iso8601_duration(text: str) -> float:
     return float(total)
 
 
-def subtract_months(day: _dt.date, months: int) -> _dt.date:
-    """``day`` minus ``months`` calendar months (the day clamped to the month's length)."""
-    y, m = divmod(day.year * 12 + (day.month - 1) - months, 12)
-    m += 1
-    last = (_dt.date(y + (m == 12), m % 12 + 1, 1) - _dt.timedelta(days=1)).day
-    return _dt.date(y, m, min(day.day, last))
-
-
-@dataclasses.dataclass(frozen=True)
-class AgeSplit:
-    """A split holding videos with ``min_years <= age < max_years`` (``inf``: no upper bound)."""
-
-    name: str
-    min_years: float
-    max_years: float = math.inf
-
-
-DEFAULT_SPLITS = (AgeSplit("test", 7, 8), AgeSplit("dev", 8, 8.5), AgeSplit("train", 8.5))
-
-
-def _months(years: float) -> int:
-    months = years * 12
-    if abs(months - round(months)) > 1e-9:
-        raise ValueError(f"split ages must be whole months, got {years} years")
-    return round(months)
-
-
 @dataclasses.dataclass
 class FilterConfig:
     """Thresholds (inclusive; ``None`` switches one off) and the age splits."""
@@ -120,39 +96,16 @@ class FilterConfig:
     min_likes: int | None = 100
     min_comments: int | None = 5
     reference_date: _dt.date = _dt.date(2023, 1, 1)
-    splits: Sequence[AgeSplit] = DEFAULT_SPLITS
+    splits: Sequence[AgeSplit] = DEFAULT_AGE_SPLITS
 
     def __post_init__(self) -> None:
-        names = [s.name for s in self.splits]
-        if len(set(names)) != len(names):
-            raise ValueError(f"duplicate split names in {names}")
-        for s in self.splits:
-            if not 0 <= s.min_years < s.max_years:
-                raise ValueError(f"split {s.name}: need 0 <= min age < max age")
-            _months(s.min_years)
-            if math.isfinite(s.max_years):
-                _months(s.max_years)
-        ordered = sorted(self.splits, key=lambda s: s.min_years)
-        for a, b in zip(ordered, ordered[1:]):
-            if b.min_years < a.max_years:
-                raise ValueError(f"age splits {a.name} and {b.name} overlap")
+        check_age_splits(self.splits)
 
     def split_for(self, published: _dt.date) -> tuple[str | None, str | None]:
-        """(split name, None) or (None, reason) for a video published on ``published``."""
-        ref = self.reference_date
-
-        def at_least(years: float) -> bool:
-            return published <= subtract_months(ref, _months(years))
-
-        for s in self.splits:
-            if at_least(s.min_years) and (
-                not math.isfinite(s.max_years) or not at_least(s.max_years)
-            ):
-                return s.name, None
-        youngest = min(s.min_years for s in self.splits)
-        if not at_least(youngest):
-            return None, f"too_recent: younger than {youngest:g} years on {ref.isoformat()}"
-        return None, "age_between_splits: age outside every split"
+        """(split name, None) or (None, ``"reason: detail"``) for a video published on
+        ``published`` (:func:`~trimodal.prepare.splits.age_split`)."""
+        verdict = age_split(published, self.reference_date, self.splits)
+        return verdict.split, verdict.reason_text()
 
 
 def _count(stats: Mapping[str, Any], key: str) -> int | None:

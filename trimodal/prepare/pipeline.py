@@ -6,9 +6,10 @@ The steps, in the order :func:`prepare` runs them:
    (:mod:`~trimodal.prepare.corpus`); stop early if the output already holds exactly this
    preparation (:func:`~trimodal.prepare.assembly.previous_summary`);
 2. screen the records: a malformed line, an unsafe id, an unknown label or missing media
-   skips that video, with its reason;
-3. give each usable video its split and, in training, its share of clips
-   (:mod:`~trimodal.prepare.splits`), and describe its work as a
+   skips that video, with its reason; give each remaining video its split
+   (:mod:`~trimodal.prepare.splits`; by age, one outside every age range is skipped as
+   ``too_recent`` / ``too_old`` / ``age_between_splits``, the reasons of ``yt8m-filter``);
+3. give each train video its share of clips and describe each video's work as a
    :class:`~trimodal.prepare.shards.VideoTask` named by a key of its content;
 4. decode the videos that have no finished shard yet in worker processes
    (:mod:`~trimodal.prepare.pool`, :mod:`~trimodal.prepare.shards`);
@@ -44,7 +45,7 @@ from trimodal.prepare.corpus import (
     record_problems,
     text_candidates,
 )
-from trimodal.prepare.errors import PrepareError
+from trimodal.prepare.errors import PrepareError, VideoSkipped
 from trimodal.prepare.pool import run_pool, start_workers_early
 from trimodal.prepare.settings import label_vocabulary, preparation_settings, validate_config
 from trimodal.prepare.shards import VideoTask, process_video
@@ -97,9 +98,9 @@ def prepare(
     # The forkserver imports the decoding modules while this process imports ``datasets``.
     start_workers_early()
     schema = clip_features(config, vocabulary).arrow_schema.serialize().to_pybytes()
-    usable, skipped = _screen(records, errors, corpus_dir, vocabulary)
+    usable, splits, skipped = _screen(records, errors, corpus_dir, vocabulary, config)
     work_dir = out_dir / WORK_DIR
-    tasks = _plan_tasks(usable, corpus_dir, config, vocabulary, stamps, work_dir, schema)
+    tasks = _plan_tasks(usable, splits, corpus_dir, config, vocabulary, stamps, work_dir, schema)
     results, todo = reuse_finished(tasks)
     decode_s = _decode(todo, len(tasks), workers, work_dir, results, show_progress)
     failed = [results[t.video_id] for t in tasks if results[t.video_id]["status"] != "ok"]
@@ -142,9 +143,14 @@ def _screen(
     errors: list[dict[str, Any]],
     corpus_dir: Path,
     vocabulary: list[str],
-) -> tuple[list[VideoRecord], list[dict[str, Any]]]:
-    """(the records that can be prepared, the skipped entries of the others and of the
-    malformed lines)."""
+    config: DataConfig,
+) -> tuple[list[VideoRecord], dict[str, str], list[dict[str, Any]]]:
+    """(the records that can be prepared, their splits by video id, the skipped entries of
+    the others and of the malformed lines).
+
+    Splitting is part of the screening: a video outside every age range is skipped before
+    any decoding, with the reason :func:`~trimodal.prepare.splits.assign_split` gives.
+    """
     skipped: list[dict[str, Any]] = [
         {
             "video_id": e["video_id"],
@@ -155,18 +161,27 @@ def _screen(
         for e in errors
     ]
     usable: list[VideoRecord] = []
+    splits: dict[str, str] = {}
     for record in records:
         problems = record_problems(record, corpus_dir, known_labels=vocabulary)
         if problems:
             reason, _, detail = problems[0].partition(": ")
             skipped.append({"video_id": record.video_id, "reason": reason, "detail": detail})
-        else:
-            usable.append(record)
-    return usable, skipped
+            continue
+        try:
+            splits[record.video_id] = assign_split(record, config)
+        except VideoSkipped as err:
+            skipped.append(
+                {"video_id": record.video_id, "reason": err.reason, "detail": err.detail}
+            )
+            continue
+        usable.append(record)
+    return usable, splits, skipped
 
 
 def _plan_tasks(
     usable: list[VideoRecord],
+    splits: dict[str, str],
     corpus_dir: Path,
     config: DataConfig,
     vocabulary: list[str],
@@ -174,8 +189,8 @@ def _plan_tasks(
     work_dir: Path,
     schema: bytes,
 ) -> list[VideoTask]:
-    """One task per usable video, in video-id order, with its split and share of clips."""
-    splits = {r.video_id: assign_split(r, config) for r in usable}
+    """One task per usable video, in video-id order, with its split (``splits``) and share
+    of clips."""
     fractions: dict[str, float] = {}
     if config.scheme == "clips" and config.sparse_train:
         train_ids = [v for v, s in splits.items() if s == "train"]

@@ -19,6 +19,7 @@ from trimodal.config import DataConfig, from_dict
 from trimodal.data.schema import audio_column
 from trimodal.prepare.corpus import MUSIC45_LABELS
 from trimodal.prepare.errors import PrepareError
+from trimodal.prepare.splits import age_splits_of, check_age_splits
 
 # DataConfig fields that only the loader (or the scheduling of the work) reads.
 LOADER_ONLY = frozenset(
@@ -96,6 +97,11 @@ def validate_config(config: DataConfig) -> None:
         _dt.date.fromisoformat(config.reference_date)
     except ValueError as err:
         raise bad(f"reference_date {config.reference_date!r} is not YYYY-MM-DD") from err
+    if config.split_by == "age":
+        try:
+            check_age_splits(age_splits_of(config))
+        except ValueError as err:
+            raise bad(f"age splits (test_min/test_max/dev_max_age_years): {err}") from err
     vocab = config.label_vocabulary
     if vocab is not None and len(set(vocab)) != len(vocab):
         raise bad("label_vocabulary has duplicates")

@@ -4,6 +4,8 @@ All of it is deterministic: the random choices come from :func:`~trimodal.data.s
 of the seed and the video id, so a video gets the same split and the same clips on every
 machine, whatever the order or number of the other videos.
 
+- :func:`age_split`: the study's split by age (:class:`AgeSplit` ranges against a reference
+  date, in calendar months), the one rule ``prepare --split-by age`` and ``yt8m-filter`` share;
 - :func:`assign_split`: the record's own ``split``, else by age (``split_by: age``) or by a
   hash of the id into ``split_ratios``;
 - :func:`assign_keep_fractions`: the study's sparse training scheme, e.g. 30% of the train
@@ -19,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -28,23 +31,141 @@ from trimodal.prepare.corpus import VideoRecord
 from trimodal.prepare.errors import VideoSkipped
 
 
+@dataclasses.dataclass(frozen=True)
+class AgeSplit:
+    """The split ``name`` holds the videos with ``min_years <= age < max_years``.
+
+    ``max_years`` ``inf``: no upper bound. Both bounds must be whole months (8.5 years = 102
+    months): ages are compared as calendar dates, see :func:`age_split`.
+    """
+
+    name: str
+    min_years: float
+    max_years: float = math.inf
+
+
+# The trimodal study's splits (docs/research.md#trimodal-study-data): test 7–8 years old,
+# dev 8–8.5, train older; younger videos are excluded.
+DEFAULT_AGE_SPLITS = (AgeSplit("test", 7, 8), AgeSplit("dev", 8, 8.5), AgeSplit("train", 8.5))
+
+
+@dataclasses.dataclass(frozen=True)
+class AgeVerdict:
+    """Where :func:`age_split` puts a video: ``split``, or ``None`` with a ``reason``.
+
+    ``reason`` is ``too_recent`` (younger than every split), ``too_old`` (at least as old as
+    every split's upper bound) or ``age_between_splits`` (in a gap between two ranges);
+    ``detail`` says it for a person.
+    """
+
+    split: str | None
+    reason: str | None = None
+    detail: str = ""
+
+    def reason_text(self) -> str | None:
+        """``"reason: detail"`` (the form of ``yt8m-filter``'s reasons), ``None`` if kept."""
+        return None if self.reason is None else f"{self.reason}: {self.detail}"
+
+
+def subtract_months(day: _dt.date, months: int) -> _dt.date:
+    """``day`` minus ``months`` calendar months (the day clamped to the month's length)."""
+    y, m = divmod(day.year * 12 + (day.month - 1) - months, 12)
+    m += 1
+    last = (_dt.date(y + (m == 12), m % 12 + 1, 1) - _dt.timedelta(days=1)).day
+    return _dt.date(y, m, min(day.day, last))
+
+
+def whole_months(years: float) -> int:
+    """``years`` as a whole number of months; ``ValueError`` if it is not one."""
+    months = years * 12
+    if abs(months - round(months)) > 1e-9:
+        raise ValueError(f"split ages must be whole months, got {years} years")
+    return round(months)
+
+
+def check_age_splits(splits: Sequence[AgeSplit]) -> None:
+    """Raise ``ValueError`` unless the names are unique, every range is ``0 <= min < max``
+    in whole months, and no two ranges overlap (so a video is in at most one split)."""
+    names = [s.name for s in splits]
+    if not splits:
+        raise ValueError("no age splits given")
+    if len(set(names)) != len(names):
+        raise ValueError(f"duplicate split names in {names}")
+    for s in splits:
+        if not 0 <= s.min_years < s.max_years:
+            raise ValueError(f"split {s.name}: need 0 <= min age < max age")
+        whole_months(s.min_years)
+        if math.isfinite(s.max_years):
+            whole_months(s.max_years)
+    ordered = sorted(splits, key=lambda s: s.min_years)
+    for a, b in zip(ordered, ordered[1:]):
+        if b.min_years < a.max_years:
+            raise ValueError(f"age splits {a.name} and {b.name} overlap")
+
+
+def age_split(
+    published: _dt.date,
+    reference_date: _dt.date,
+    splits: Sequence[AgeSplit] = DEFAULT_AGE_SPLITS,
+) -> AgeVerdict:
+    """The split of a video published on ``published``, by its age on ``reference_date``.
+
+    Calendar arithmetic, no day counts: a video is *at least k years old* when
+    ``published <= reference_date - k years``, the subtraction done in whole calendar months
+    (:func:`subtract_months`; 8.5 years = 102 months, a day past the month's end clamped to
+    it). Each split is the half-open age range ``[min_years, max_years)``: at least
+    ``min_years`` old and not yet ``max_years``. With the study's splits and the reference
+    2023-01-01, a video published 2016-01-01 (exactly 7) is ``test``, 2016-01-02 is
+    ``too_recent``, 2015-01-01 (exactly 8) is ``dev``, 2014-07-02 is ``dev`` and 2014-07-01
+    (exactly 8.5) is ``train``. ``splits`` is assumed valid (:func:`check_age_splits`).
+    """
+
+    def at_least(years: float) -> bool:
+        return math.isfinite(years) and published <= subtract_months(
+            reference_date, whole_months(years)
+        )
+
+    for s in splits:
+        if at_least(s.min_years) and not at_least(s.max_years):
+            return AgeVerdict(s.name)
+    on = reference_date.isoformat()
+    youngest = min(s.min_years for s in splits)
+    if not at_least(youngest):
+        return AgeVerdict(None, "too_recent", f"younger than {youngest:g} years on {on}")
+    oldest = max(s.max_years for s in splits)
+    if at_least(oldest):
+        return AgeVerdict(None, "too_old", f"at least {oldest:g} years old on {on}")
+    return AgeVerdict(None, "age_between_splits", "age outside every split")
+
+
+def age_splits_of(config: DataConfig) -> tuple[AgeSplit, ...]:
+    """The age ranges of a :class:`DataConfig`: ``test`` from ``test_min_age_years`` to
+    ``test_max_age_years``, ``dev`` from there to ``dev_max_age_years``, ``train`` older."""
+    return (
+        AgeSplit("test", config.test_min_age_years, config.test_max_age_years),
+        AgeSplit("dev", config.test_max_age_years, config.dev_max_age_years),
+        AgeSplit("train", config.dev_max_age_years),
+    )
+
+
 def assign_split(record: VideoRecord, config: DataConfig) -> str:
     """The split of ``record``: its own ``split``, else by age or by a hash of the id.
 
-    The hash does not involve the seed: a video stays in its split whatever the seed.
+    By age (``split_by: age``, :func:`age_split` over :func:`age_splits_of`), a dated video
+    outside every range raises :class:`VideoSkipped` with :func:`age_split`'s reason
+    (``too_recent``, ...); an undated one falls back to the hash. The hash does not involve
+    the seed: a video stays in its split whatever the seed.
     """
     if record.split:
         return record.split
     if config.split_by == "age":
         date = record.published_date()
         if date is not None:
-            ref = _dt.date.fromisoformat(config.reference_date)
-            age = (ref - date).days / 365.25
-            if age < config.test_max_age_years:
-                return "test"
-            if age < config.dev_max_age_years:
-                return "dev"
-            return "train"
+            reference = _dt.date.fromisoformat(config.reference_date)
+            verdict = age_split(date, reference, age_splits_of(config))
+            if verdict.split is None:
+                raise VideoSkipped(verdict.reason, verdict.detail)
+            return verdict.split
     u = stable_unit("split", record.video_id)
     ratios = np.asarray(config.split_ratios, dtype=float)
     edges = np.cumsum(ratios / ratios.sum())

@@ -17,7 +17,7 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from test_training import _config, prepared  # noqa: F401  (the prepared-data fixture)
 
-from trimodal import build_model
+from trimodal import TrimodalModel, build_model
 from trimodal.config import load_config
 from trimodal.objectives import get_objective
 from trimodal.training import Trainer, grad_cache_step
@@ -249,3 +249,87 @@ def test_fp16_cached_steps_equal_plain_steps_on_cuda(prepared, tmp_path):  # noq
         assert trainer.accelerator.scaler is not None
         steps[name] = _one_step(trainer)
     _assert_same_step(steps["cached"], steps["plain"], rtol=2e-2, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- inference
+
+# Every backbone, in a two-channel tiny model: (its modality, the model's modalities).
+_BACKBONES = {
+    "bpemb": ("text", "[text, video]"),
+    "clap_htsat": ("audio", "[text, audio]"),
+    "musicnn": ("audio", "[text, audio]"),
+    "videomae": ("video", "[text, video]"),
+    "r2plus1d": ("video", "[text, video]"),
+}
+
+
+def _raw_inputs(modality: str, batch: int = 3):
+    generator = torch.Generator().manual_seed(7)
+    if modality == "text":
+        return ["music video", "drummer on a stage", "rhythm and blues"][:batch]
+    if modality == "audio":  # 4 s at 48 kHz: padded by CLAP, 4 patches of musicnn's 3 s
+        return torch.rand(batch, 4 * 48000, generator=generator) * 2 - 1
+    return torch.randint(0, 256, (batch, 4, 3, 36, 48), generator=generator, dtype=torch.uint8)
+
+
+@pytest.fixture(scope="module", params=sorted(_BACKBONES))
+def saved_channel(request, tmp_path_factory) -> tuple[str, str, Path]:
+    """(backbone, modality, directory) of a saved tiny model with that backbone."""
+    backbone = request.param
+    modality, modalities = _BACKBONES[backbone]
+    overrides = ["--model.preset", "tiny", "--model.modalities", modalities]
+    if modality != "text":
+        overrides += [f"--model.channels.{modality}.backbone", backbone]
+    torch.manual_seed(0)
+    model = build_model(load_config(None, overrides).model)
+    directory = tmp_path_factory.mktemp(f"saved_{backbone}")
+    model.save_pretrained(directory)
+    return backbone, modality, directory
+
+
+def _cosines(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.cosine_similarity(a.float(), b.float(), dim=-1)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_a_model_loaded_in_reduced_precision_encodes_like_float32(saved_channel, dtype):
+    """``from_pretrained(dir, dtype=...)`` (transformers' keyword): the backbone runs in that
+    dtype with its preprocessing in float32, its features come back in that dtype, and the
+    embeddings (float32, unit norm) have cosine ≥ 0.99 to the float32 model's."""
+    backbone, modality, directory = saved_channel
+    reference = TrimodalModel.from_pretrained(directory)
+    reduced = TrimodalModel.from_pretrained(directory, dtype=dtype)
+    assert reduced.backbones[modality].parameters().__next__().dtype == dtype
+    inputs = _raw_inputs(modality)
+    with torch.no_grad():
+        features = reduced.backbone_features(modality, inputs)
+        got, expected = reduced.encode(modality, inputs), reference.encode(modality, inputs)
+    assert features.dtype == dtype and torch.isfinite(features).all()
+    assert got.dtype == torch.float32 and expected.dtype == torch.float32
+    torch.testing.assert_close(got.norm(dim=-1), torch.ones(len(got)))
+    cosines = _cosines(got, expected)
+    assert cosines.min() >= 0.99, f"{backbone} in {dtype}: cosines {cosines.tolist()}"
+
+
+def test_bf16_autocast_runs_every_backbone_forward_and_backward(saved_channel):
+    """A float32 model under CPU bf16 autocast (what ``mixed_precision: bf16`` gives): the
+    embeddings are within cosine 0.99 of float32's in eval mode, and a training step's
+    gradients are finite and reach the backbone (where it trains)."""
+    backbone, modality, directory = saved_channel
+    model = TrimodalModel.from_pretrained(directory)
+    inputs = _raw_inputs(modality)
+    with torch.no_grad():
+        expected = model.encode(modality, inputs)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = model.encode(modality, inputs)
+    assert got.dtype == torch.float32
+    assert _cosines(got, expected).min() >= 0.99, backbone
+    model.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        embeds = model.encode(modality, inputs)
+    (embeds @ embeds.T).logsumexp(dim=-1).sum().backward()
+    grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    assert grads and all(torch.isfinite(g).all() for g in grads.values())
+    assert any(n.startswith(f"heads.{modality}.") for n in grads)
+    trains = any(p.requires_grad for p in model.backbones[modality].parameters())
+    assert trains == any(n.startswith(f"backbones.{modality}.") for n in grads), backbone

@@ -33,7 +33,7 @@ from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedMode
 from transformers.utils import ModelOutput
 
 from trimodal.backbones import Backbone, get_backbone_class
-from trimodal.backbones.base import default_cache_dir
+from trimodal.backbones.base import default_cache_dir, parameter_dtype
 from trimodal.config import ChannelConfig, HeadConfig, ModelConfig, from_dict, to_dict
 from trimodal.modalities import MODALITIES
 
@@ -266,8 +266,14 @@ class TrimodalModel(PreTrainedModel):
         return self.backbones[modality](inputs)
 
     def project(self, modality: str, features: torch.Tensor) -> torch.Tensor:
-        """Backbone features ``[B, F]`` → unit-norm shared-space embeddings ``[B, embed_dim]``."""
-        return F.normalize(self.heads[modality](features), dim=-1)
+        """Backbone features ``[B, F]`` → unit-norm shared-space embeddings ``[B, embed_dim]``.
+
+        The head runs in its parameters' dtype (cached float32 features are cast to it);
+        the embeddings are float32 whatever the model's dtype, so the normalisation and
+        everything after it — losses, retrieval — run in full precision.
+        """
+        head = self.heads[modality]
+        return F.normalize(head(features.to(parameter_dtype(head))).float(), dim=-1)
 
     def encode(self, modality: str, inputs: Any) -> torch.Tensor:
         """Raw inputs of one modality → unit-norm embeddings ``[B, embed_dim]``."""
@@ -345,7 +351,12 @@ class TrimodalModel(PreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args, **kwargs):
-        """Load a model saved with :meth:`save_pretrained` from a local directory."""
+        """Load a model saved with :meth:`save_pretrained` from a local directory.
+
+        ``dtype=torch.bfloat16`` (or ``torch.float16``; transformers' keyword) loads the
+        weights in that precision for inference: every backbone keeps its preprocessing in
+        float32 and casts to it, and the embeddings come back in float32.
+        """
         kwargs.setdefault("local_files_only", True)
         model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         for modality, backbone in model.backbones.items():

@@ -110,10 +110,20 @@ class Backbone(nn.Module):
     def load_assets(self, directory: Path) -> None:
         """Read what :meth:`save_assets` wrote."""
 
+    #: Whether :meth:`set_gradient_checkpointing` can turn activation checkpointing on.
+    supports_gradient_checkpointing: ClassVar[bool] = False
+
     def set_gradient_checkpointing(self, enabled: bool) -> None:
-        """Trade compute for memory where the backbone supports it."""
+        """Trade compute for memory where the backbone supports it: in training mode with
+        gradients on, each block's activations are recomputed in the backward pass instead
+        of being kept (non-reentrant checkpointing, so frozen earlier blocks are fine)."""
         if enabled:
             raise ValueError(f"{type(self).__name__} does not support gradient checkpointing")
+
+    @property
+    def gradient_checkpointing(self) -> bool:
+        """Whether activation checkpointing is on."""
+        return False
 
     def set_trainable(self, trainable_blocks: str | int) -> None:
         """Freeze the backbone: ``"all"`` trainable, ``"none"`` frozen, or the last N blocks."""

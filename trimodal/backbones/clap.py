@@ -176,6 +176,17 @@ class LogMelFilterBank(nn.Module):
         return db.to(self.melW.dtype)
 
 
+def _checkpointed_forward(block: nn.Module, x: torch.Tensor) -> Any:
+    """``block``'s own forward, its activations recomputed in the backward pass when
+    training with gradients on (a bound method: ``copy.deepcopy`` rebinds it to the copy)."""
+    forward = type(block).forward
+    if block.training and torch.is_grad_enabled():
+        from torch.utils.checkpoint import checkpoint
+
+        return checkpoint(forward, block, x, use_reentrant=False)
+    return forward(block, x)
+
+
 # The DFT basis of torchlibrosa's convolutional STFT, in laion-clap checkpoints; replaced by
 # FFTSpectrogram, so these entries are skipped when loading.
 _DFT_BASIS_PREFIX = "audio_branch.spectrogram_extractor."
@@ -289,14 +300,31 @@ class ClapHTSATBackbone(Backbone):
                 blocks.append(stage.downsample)
         return blocks + [nn.ModuleList(out)]
 
+    supports_gradient_checkpointing = True
+
     def set_gradient_checkpointing(self, enabled: bool) -> None:
-        if self.options.format == "laion":
-            for stage in self.audio_branch.layers:
-                stage.use_checkpoint = enabled
-        elif enabled:
-            self.hf_model.activation_checkpointing_enable()
-        else:
-            self.hf_model.activation_checkpointing_disable()
+        if self.options.format == "hf":
+            if enabled:
+                self.hf_model.activation_checkpointing_enable()
+            else:
+                self.hf_model.activation_checkpointing_disable()
+            return
+        # laion-clap's own switch (`use_checkpoint` on a stage) cannot run: it assigns the
+        # block's (x, attn) pair to x and leaves attn unset in training mode. Each Swin block's
+        # forward is routed through non-reentrant checkpointing instead (an instance
+        # attribute, so the state dict and the stage's own loop stay as they are).
+        for stage in self.audio_branch.layers:
+            for block in stage.blocks:
+                if enabled:
+                    block.forward = types.MethodType(_checkpointed_forward, block)
+                else:
+                    block.__dict__.pop("forward", None)
+
+    @property
+    def gradient_checkpointing(self) -> bool:
+        if self.options.format == "hf":
+            return self.hf_model.is_activation_checkpointing
+        return any("forward" in b.__dict__ for s in self.audio_branch.layers for b in s.blocks)
 
     # ------------------------------------------------------------------ loading
 

@@ -199,8 +199,14 @@ class R2Plus1DBackbone(Backbone):
         net = self.network
         return [net.stem, *net.layer1, *net.layer2, *net.layer3, *net.layer4]
 
+    supports_gradient_checkpointing = True
+
     def set_gradient_checkpointing(self, enabled: bool) -> None:
         self._checkpointing = enabled
+
+    @property
+    def gradient_checkpointing(self) -> bool:
+        return self._checkpointing
 
     def load_pretrained(self, source: str | Path) -> None:
         """Load torchvision-format weights from a ``.pth``/``.safetensors`` file or a

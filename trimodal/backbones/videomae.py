@@ -137,11 +137,17 @@ class VideoMAEBackbone(Backbone):
     def blocks(self) -> list[nn.Module]:
         return list(self.model.encoder.layer)
 
+    supports_gradient_checkpointing = True
+
     def set_gradient_checkpointing(self, enabled: bool) -> None:
         if enabled:
             self.model.activation_checkpointing_enable()
         else:
             self.model.activation_checkpointing_disable()
+
+    @property
+    def gradient_checkpointing(self) -> bool:
+        return self.model.is_activation_checkpointing
 
     def load_pretrained(self, source: str | Path) -> None:
         from transformers import VideoMAEModel

@@ -257,6 +257,7 @@ def test_fp16_cached_steps_equal_plain_steps_on_cuda(prepared, tmp_path):  # noq
 _BACKBONES = {
     "bpemb": ("text", "[text, video]"),
     "clap_htsat": ("audio", "[text, audio]"),
+    "clap_htsat_hf": ("audio", "[text, audio]"),  # a Hugging Face CLAP directory as source
     "musicnn": ("audio", "[text, audio]"),
     "videomae": ("video", "[text, video]"),
     "r2plus1d": ("video", "[text, video]"),
@@ -272,13 +273,30 @@ def _raw_inputs(modality: str, batch: int = 3):
     return torch.randint(0, 256, (batch, 4, 3, 36, 48), generator=generator, dtype=torch.uint8)
 
 
+def _tiny_hf_clap(tmp_path_factory) -> Path:
+    """A tiny random ``ClapAudioModelWithProjection`` directory with its feature extractor."""
+    from transformers import ClapAudioConfig, ClapAudioModelWithProjection, ClapFeatureExtractor
+
+    directory = tmp_path_factory.mktemp("hf_clap")
+    config = ClapAudioConfig(
+        depths=[1, 1, 1, 1], num_attention_heads=[1, 2, 2, 4], patch_embeds_hidden_size=16,
+        hidden_size=128, projection_dim=32,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    ClapAudioModelWithProjection(config).save_pretrained(directory)
+    ClapFeatureExtractor(truncation="rand_trunc").save_pretrained(directory)
+    return directory
+
+
 @pytest.fixture(scope="module", params=sorted(_BACKBONES))
 def saved_channel(request, tmp_path_factory) -> tuple[str, str, Path]:
     """(backbone, modality, directory) of a saved tiny model with that backbone."""
     backbone = request.param
     modality, modalities = _BACKBONES[backbone]
     overrides = ["--model.preset", "tiny", "--model.modalities", modalities]
-    if modality != "text":
+    if backbone == "clap_htsat_hf":
+        overrides += ["--model.channels.audio.source", str(_tiny_hf_clap(tmp_path_factory))]
+    elif modality != "text":
         overrides += [f"--model.channels.{modality}.backbone", backbone]
     torch.manual_seed(0)
     model = build_model(load_config(None, overrides).model)

@@ -235,18 +235,21 @@ def test_bf16_autocast_cached_steps_equal_plain_steps(prepared, tmp_path):  # no
 )
 @pytest.mark.usefixtures("fresh_accelerator_state")
 def test_fp16_cached_steps_equal_plain_steps_on_cuda(prepared, tmp_path):  # noqa: F811
-    """fp16 autocast with the real GradScaler: cached and plain steps agree to fp16 rounding
-    (2⁻¹¹ relative per operation; 2 % on the gradients, as bf16 above)."""
+    """fp16 autocast with Accelerate's own GradScaler: cached and plain steps agree to fp16
+    rounding (2⁻¹¹ relative per operation; 2 % on the gradients, as bf16 above). The initial
+    scale is 2¹⁰ rather than 2¹⁶, so that the one compared step cannot overflow."""
+    from accelerate.utils import GradScalerKwargs
+
     steps = {}
     for name, chunk in (("cached", "1"), ("plain", "0")):
         AcceleratorState._reset_state(reset_partial_state=True)
+        accelerator = Accelerator(
+            mixed_precision="fp16", kwargs_handlers=[GradScalerKwargs(init_scale=2.0**10)]
+        )
         trainer = _trainer(
-            prepared,
-            tmp_path / name,
-            "--train.grad_cache_chunk", chunk,
-            "--train.mixed_precision", "fp16",
-        )  # fmt: skip
-        assert trainer.accelerator.scaler is not None
+            prepared, tmp_path / name, "--train.grad_cache_chunk", chunk, accelerator=accelerator
+        )
+        assert trainer.accelerator.scaler is not None and trainer.accelerator.native_amp
         steps[name] = _one_step(trainer)
     _assert_same_step(steps["cached"], steps["plain"], rtol=2e-2, atol=1e-4)
 

@@ -194,8 +194,8 @@ class BPEmbBackbone(Backbone):
         device = self.embeddings.weight.device
         input_ids, mask = input_ids.to(device), mask.to(device)
         table = self.embeddings.weight
-        # The mean in float32 (a bf16 sum over 64 tokens would lose ~5 bits), returned in the
-        # table's dtype.
+        # The mean in float32 (in bf16 every addition of up to 64 token vectors would round
+        # to 8 bits), returned in the table's dtype.
         vectors = self.embeddings(input_ids).float()
         weights = mask.unsqueeze(-1).float()
         # Masked mean: padding rows contribute nothing, whatever the table holds at id 0.

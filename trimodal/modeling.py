@@ -33,7 +33,7 @@ from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedMode
 from transformers.utils import ModelOutput
 
 from trimodal.backbones import Backbone, get_backbone_class
-from trimodal.backbones.base import default_cache_dir
+from trimodal.backbones.base import default_cache_dir, parameter_dtype
 from trimodal.config import ChannelConfig, HeadConfig, ModelConfig, from_dict, to_dict
 from trimodal.modalities import MODALITIES
 
@@ -207,7 +207,9 @@ class TrimodalModel(PreTrainedModel):
     config_class = TrimodalConfig
     base_model_prefix = "trimodal"
     main_input_name = "audio"
-    supports_gradient_checkpointing = False  # per channel, via ChannelConfig
+    # Through the channels whose backbone supports it (gradient_checkpointing_enable); a
+    # saved model starts with each channel's ChannelConfig.gradient_checkpointing.
+    supports_gradient_checkpointing = True
 
     def __init__(self, config: TrimodalConfig):
         super().__init__(config)
@@ -266,8 +268,14 @@ class TrimodalModel(PreTrainedModel):
         return self.backbones[modality](inputs)
 
     def project(self, modality: str, features: torch.Tensor) -> torch.Tensor:
-        """Backbone features ``[B, F]`` → unit-norm shared-space embeddings ``[B, embed_dim]``."""
-        return F.normalize(self.heads[modality](features), dim=-1)
+        """Backbone features ``[B, F]`` → unit-norm shared-space embeddings ``[B, embed_dim]``.
+
+        The head runs in its parameters' dtype (cached float32 features are cast to it);
+        the embeddings are float32 whatever the model's dtype, so the normalisation and
+        everything after it — losses, retrieval — run in full precision.
+        """
+        head = self.heads[modality]
+        return F.normalize(head(features.to(parameter_dtype(head))).float(), dim=-1)
 
     def encode(self, modality: str, inputs: Any) -> torch.Tensor:
         """Raw inputs of one modality → unit-norm embeddings ``[B, embed_dim]``."""
@@ -335,6 +343,49 @@ class TrimodalModel(PreTrainedModel):
             if not any(p.requires_grad for p in backbone.parameters())
         ]
 
+    # ------------------------------------------------------------------ checkpointing
+
+    def checkpointable_modalities(self) -> list[str]:
+        """Channels whose backbone supports activation checkpointing (VideoMAE, CLAP-HTSAT,
+        R(2+1)D; not BPEmb, a table lookup, nor musicnn)."""
+        return [m for m, b in self.backbones.items() if b.supports_gradient_checkpointing]
+
+    def gradient_checkpointing_enable(
+        self, gradient_checkpointing_kwargs: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
+        """Turn activation checkpointing on in every channel that supports it (see
+        :meth:`checkpointable_modalities`); the others are left as they are. Each channel
+        checkpoints every block, non-reentrant; other settings are refused, not ignored.
+        A runtime switch like transformers': the config's per-channel
+        ``gradient_checkpointing`` (what a loaded model starts with) is unchanged."""
+        _refuse_checkpointing_settings(gradient_checkpointing_kwargs, **kwargs)
+        for modality in self.checkpointable_modalities():
+            self.backbones[modality].set_gradient_checkpointing(True)
+
+    def gradient_checkpointing_disable(self) -> None:
+        """Turn activation checkpointing off in every channel that supports it."""
+        for modality in self.checkpointable_modalities():
+            self.backbones[modality].set_gradient_checkpointing(False)
+
+    def activation_checkpointing_enable(
+        self, activation_checkpointing_kwargs: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
+        """transformers' newer name of :meth:`gradient_checkpointing_enable`."""
+        self.gradient_checkpointing_enable(activation_checkpointing_kwargs, **kwargs)
+
+    def activation_checkpointing_disable(self) -> None:
+        """transformers' newer name of :meth:`gradient_checkpointing_disable`."""
+        self.gradient_checkpointing_disable()
+
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        """Whether any channel checkpoints its activations."""
+        return any(b.gradient_checkpointing for b in self.backbones.values())
+
+    @property
+    def is_activation_checkpointing(self) -> bool:
+        return self.is_gradient_checkpointing
+
     # ------------------------------------------------------------------ persistence
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
@@ -345,7 +396,12 @@ class TrimodalModel(PreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args, **kwargs):
-        """Load a model saved with :meth:`save_pretrained` from a local directory."""
+        """Load a model saved with :meth:`save_pretrained` from a local directory.
+
+        ``dtype=torch.bfloat16`` (or ``torch.float16``; transformers' keyword) loads the
+        weights in that precision for inference: every backbone keeps its preprocessing in
+        float32 and casts to it, and the embeddings come back in float32.
+        """
         kwargs.setdefault("local_files_only", True)
         model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         for modality, backbone in model.backbones.items():
@@ -354,6 +410,21 @@ class TrimodalModel(PreTrainedModel):
         model.apply_trainability()
         model.eval()
         return model
+
+
+def _refuse_checkpointing_settings(
+    checkpoint_kwargs: dict[str, Any] | None, every_n_layers: int = 1, offload: bool = False
+) -> None:
+    """The channels checkpoint every block, non-reentrant, on the device: refuse anything
+    else transformers' ``activation_checkpointing_enable`` could be asked for."""
+    extra = {
+        k: v for k, v in (checkpoint_kwargs or {}).items() if (k, v) != ("use_reentrant", False)
+    }
+    if extra or every_n_layers != 1 or offload:
+        raise ValueError(
+            "TrimodalModel checkpoints every block of each channel, non-reentrant; got "
+            f"checkpoint options {extra}, every_n_layers={every_n_layers}, offload={offload}"
+        )
 
 
 def build_model(model_config: ModelConfig) -> TrimodalModel:

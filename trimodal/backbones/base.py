@@ -4,10 +4,18 @@ A backbone adapter turns raw inputs of one modality (strings, waveforms or frame
 feature vector per example, ``[B, output_dim]``. Everything modality-specific — tokenising,
 resampling windows, resizing and normalising frames — happens inside the adapter, so a
 saved model carries its own preprocessing settings.
+
+Reduced precision: a model loaded in bf16/fp16 (``from_pretrained(..., dtype=...)``) or run
+under autocast keeps its preprocessing in float32 (:func:`float32_preprocessing`): power
+spectrograms overflow fp16 (a full-scale 1024-point frame reaches 2.6e5 > 65504), and
+bf16's 8-bit mantissa would round resized and normalised pixels to ~0.4 %. The result is
+then cast to :func:`parameter_dtype`, what the network's layers compute in; a backbone's
+features come back in that dtype.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,6 +32,22 @@ def default_cache_dir() -> Path:
     """Where trimodal keeps generated assets (``$TRIMODAL_CACHE`` or ``~/.cache/trimodal``):
     converted and generated backbone weights, and the demo's corpus."""
     return Path(os.environ.get("TRIMODAL_CACHE", Path.home() / ".cache" / "trimodal"))
+
+
+def parameter_dtype(module: nn.Module) -> torch.dtype:
+    """The dtype of ``module``'s first floating-point parameter (float32 if it has none):
+    what its layers compute in outside autocast, so what preprocessed inputs are cast to."""
+    for param in module.parameters():
+        if param.is_floating_point():
+            return param.dtype
+    return torch.float32
+
+
+def float32_preprocessing(device: torch.device | str) -> contextlib.AbstractContextManager:
+    """A context in which autocast is off on ``device``, so preprocessing (spectrograms,
+    resizing, normalisation) runs in the float32 its inputs are given in."""
+    device_type = torch.device(device).type
+    return torch.autocast(device_type, enabled=False)
 
 
 class Backbone(nn.Module):
@@ -86,10 +110,20 @@ class Backbone(nn.Module):
     def load_assets(self, directory: Path) -> None:
         """Read what :meth:`save_assets` wrote."""
 
+    #: Whether :meth:`set_gradient_checkpointing` can turn activation checkpointing on.
+    supports_gradient_checkpointing: ClassVar[bool] = False
+
     def set_gradient_checkpointing(self, enabled: bool) -> None:
-        """Trade compute for memory where the backbone supports it."""
+        """Trade compute for memory where the backbone supports it: in training mode with
+        gradients on, each block's activations are recomputed in the backward pass instead
+        of being kept (non-reentrant checkpointing, so frozen earlier blocks are fine)."""
         if enabled:
             raise ValueError(f"{type(self).__name__} does not support gradient checkpointing")
+
+    @property
+    def gradient_checkpointing(self) -> bool:
+        """Whether activation checkpointing is on."""
+        return False
 
     def set_trainable(self, trainable_blocks: str | int) -> None:
         """Freeze the backbone: ``"all"`` trainable, ``"none"`` frozen, or the last N blocks."""

@@ -189,11 +189,14 @@ class BPEmbBackbone(Backbone):
         return input_ids, mask
 
     def forward(self, texts: list[str]) -> torch.Tensor:
-        """Embed texts: ``list[str]`` (length B) → ``[B, dim]``."""
+        """Embed texts: ``list[str]`` (length B) → ``[B, dim]`` in the table's dtype."""
         input_ids, mask = self.tokenize(texts)
         device = self.embeddings.weight.device
         input_ids, mask = input_ids.to(device), mask.to(device)
-        vectors = self.embeddings(input_ids)
-        weights = mask.unsqueeze(-1).to(vectors.dtype)
+        table = self.embeddings.weight
+        # The mean in float32 (in bf16 every addition of up to 64 token vectors would round
+        # to 8 bits), returned in the table's dtype.
+        vectors = self.embeddings(input_ids).float()
+        weights = mask.unsqueeze(-1).float()
         # Masked mean: padding rows contribute nothing, whatever the table holds at id 0.
-        return (vectors * weights).sum(1) / weights.sum(1)
+        return ((vectors * weights).sum(1) / weights.sum(1)).to(table.dtype)

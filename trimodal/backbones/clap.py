@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import importlib.util
+import math
 import sys
 import types
 from pathlib import Path
@@ -35,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trimodal.backbones.base import Backbone, MissingCheckpointError
+from trimodal.backbones.base import Backbone, MissingCheckpointError, float32_preprocessing
 
 LAION_CLAP_MUSIC_URL = (
     "https://huggingface.co/lukewys/laion_clap/resolve/main/music_audioset_epoch_15_esc_90.14.pt"
@@ -133,19 +134,57 @@ class FFTSpectrogram(nn.Module):
         self.n_fft, self.hop_length = n_fft, hop_length
 
     def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
-        spec = torch.stft(
-            waveforms.float(),
-            self.n_fft,
-            self.hop_length,
-            # Made per call rather than kept as a buffer: transformers' from_pretrained builds
-            # models on the meta device, and a non-persistent buffer would stay unset.
-            window=torch.hann_window(self.n_fft, device=waveforms.device),
-            center=True,
-            pad_mode="reflect",
-            return_complex=True,
-        )
-        power = spec.real**2 + spec.imag**2  # [B, F, frames]
-        return power.transpose(1, 2).unsqueeze(1).to(waveforms.dtype)
+        """Float32 whatever the input's dtype (powers overflow fp16), autocast off."""
+        with float32_preprocessing(waveforms.device):
+            spec = torch.stft(
+                waveforms.float(),
+                self.n_fft,
+                self.hop_length,
+                # Made per call rather than kept as a buffer: transformers' from_pretrained
+                # builds models on the meta device, and a non-persistent buffer stays unset.
+                window=torch.hann_window(self.n_fft, device=waveforms.device),
+                center=True,
+                pad_mode="reflect",
+                return_complex=True,
+            )
+            power = spec.real**2 + spec.imag**2  # [B, F, frames]
+        return power.transpose(1, 2).unsqueeze(1)
+
+
+class LogMelFilterBank(nn.Module):
+    """Power spectrogram ``[B, 1, frames, F]`` → log-mel ``[B, 1, frames, mel_bins]`` in dB,
+    as torchlibrosa's ``LogmelFilterBank`` in laion-clap's HTSAT (``ref=1``, ``amin=1e-10``,
+    no ``top_db``), computed in float32 and returned in the dtype of the filter bank, i.e.
+    of the model (its next layer, ``bn0``, has that dtype).
+
+    It keeps torchlibrosa's frozen ``melW`` parameter ``[F, mel_bins]`` under the same name,
+    so laion-clap checkpoints load unchanged; torchlibrosa's version multiplies in the
+    parameter's dtype, which fails on a float32 spectrogram in a bf16-loaded model and would
+    round the mel energies to bf16.
+    """
+
+    def __init__(self, mel_weights: torch.Tensor, amin: float, ref: float):
+        super().__init__()
+        self.melW = nn.Parameter(mel_weights.detach().clone(), requires_grad=False)
+        self.amin, self.ref = amin, ref
+
+    def forward(self, power: torch.Tensor) -> torch.Tensor:
+        with float32_preprocessing(power.device):
+            mel = torch.matmul(power.float(), self.melW.float())
+            db = 10.0 * torch.log10(mel.clamp(min=self.amin))
+            db = db - 10.0 * math.log10(max(self.amin, self.ref))
+        return db.to(self.melW.dtype)
+
+
+def _checkpointed_forward(block: nn.Module, x: torch.Tensor) -> Any:
+    """``block``'s own forward, its activations recomputed in the backward pass when
+    training with gradients on (a bound method: ``copy.deepcopy`` rebinds it to the copy)."""
+    forward = type(block).forward
+    if block.training and torch.is_grad_enabled():
+        from torch.utils.checkpoint import checkpoint
+
+        return checkpoint(forward, block, x, use_reentrant=False)
+    return forward(block, x)
 
 
 # The DFT basis of torchlibrosa's convolutional STFT, in laion-clap checkpoints; replaced by
@@ -203,6 +242,12 @@ class ClapHTSATBackbone(Backbone):
             self.audio_branch.spectrogram_extractor = FFTSpectrogram(
                 options.fft_size, options.hop_size
             )
+            logmel = self.audio_branch.logmel_extractor
+            if logmel.top_db is not None or not logmel.is_log:
+                raise ValueError("laion-clap's HTSAT changed its log-mel settings; update clap.py")
+            self.audio_branch.logmel_extractor = LogMelFilterBank(
+                logmel.melW, amin=logmel.amin, ref=logmel.ref
+            )
             # The CLAP model's audio projection (laion-clap model.py, mlp_act "relu").
             self.audio_projection = nn.Sequential(
                 nn.Linear(self.audio_branch.num_features, options.joint_dim),
@@ -255,14 +300,31 @@ class ClapHTSATBackbone(Backbone):
                 blocks.append(stage.downsample)
         return blocks + [nn.ModuleList(out)]
 
+    supports_gradient_checkpointing = True
+
     def set_gradient_checkpointing(self, enabled: bool) -> None:
-        if self.options.format == "laion":
-            for stage in self.audio_branch.layers:
-                stage.use_checkpoint = enabled
-        elif enabled:
-            self.hf_model.activation_checkpointing_enable()
-        else:
-            self.hf_model.activation_checkpointing_disable()
+        if self.options.format == "hf":
+            if enabled:
+                self.hf_model.activation_checkpointing_enable()
+            else:
+                self.hf_model.activation_checkpointing_disable()
+            return
+        # laion-clap's own switch (`use_checkpoint` on a stage) cannot run: it assigns the
+        # block's (x, attn) pair to x and leaves attn unset in training mode. Each Swin block's
+        # forward is routed through non-reentrant checkpointing instead (an instance
+        # attribute, so the state dict and the stage's own loop stay as they are).
+        for stage in self.audio_branch.layers:
+            for block in stage.blocks:
+                if enabled:
+                    block.forward = types.MethodType(_checkpointed_forward, block)
+                else:
+                    block.__dict__.pop("forward", None)
+
+    @property
+    def gradient_checkpointing(self) -> bool:
+        if self.options.format == "hf":
+            return self.hf_model.is_activation_checkpointing
+        return any("forward" in b.__dict__ for s in self.audio_branch.layers for b in s.blocks)
 
     # ------------------------------------------------------------------ loading
 
@@ -364,8 +426,9 @@ class ClapHTSATBackbone(Backbone):
                 sampling_rate=self.options.sample_rate,
                 return_tensors="pt",
             )
+            dtype = self.hf_model.audio_projection.linear1.weight.dtype
             embedding = self.hf_model(
-                input_features=features["input_features"].to(device),
+                input_features=features["input_features"].to(device, dtype),
                 is_longer=features.get("is_longer").to(device)
                 if features.get("is_longer") is not None
                 else None,

@@ -62,7 +62,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trimodal.backbones.base import Backbone, MissingCheckpointError, default_cache_dir
+from trimodal.backbones.base import (
+    Backbone,
+    MissingCheckpointError,
+    default_cache_dir,
+    float32_preprocessing,
+)
 from trimodal.utils import atomic_write_bytes
 
 MUSICNN_PACKAGE = "musicnn"
@@ -347,23 +352,26 @@ class MusicnnBackbone(Backbone):
         """
         o = self.options
         x = waveforms.to(self.window.device, torch.float32)
-        spec = torch.stft(
-            x,
-            n_fft=o.n_fft,
-            hop_length=o.hop_length,
-            win_length=o.n_fft,
-            window=self.window,
-            center=True,
-            pad_mode=o.pad_mode,
-            return_complex=True,
-        )
-        power = spec.real.square() + spec.imag.square()  # [B, n_fft//2 + 1, frames]
-        mel = torch.matmul(self.mel_basis, power)  # [B, n_mels, frames]
-        if o.float16_rounding:
-            # Clamped: musicnn would turn a value beyond float16's range into inf (and NaN
-            # further on); the largest float16 keeps the result finite.
-            mel = mel.clamp(max=FLOAT16_MAX).half().float()
-        return torch.log10(10000.0 * mel + 1.0).transpose(1, 2)
+        # Float32 whatever the model's dtype: the constants too (a bf16-loaded model has them
+        # in bf16), and with autocast off (it would run the mel matmul in bf16).
+        with float32_preprocessing(x.device):
+            spec = torch.stft(
+                x,
+                n_fft=o.n_fft,
+                hop_length=o.hop_length,
+                win_length=o.n_fft,
+                window=self.window.float(),
+                center=True,
+                pad_mode=o.pad_mode,
+                return_complex=True,
+            )
+            power = spec.real.square() + spec.imag.square()  # [B, n_fft//2 + 1, frames]
+            mel = torch.matmul(self.mel_basis.float(), power)  # [B, n_mels, frames]
+            if o.float16_rounding:
+                # Clamped: musicnn would turn a value beyond float16's range into inf (and
+                # NaN further on); the largest float16 keeps the result finite.
+                mel = mel.clamp(max=FLOAT16_MAX).half().float()
+            return torch.log10(10000.0 * mel + 1.0).transpose(1, 2)
 
     def patches(self, waveforms: torch.Tensor) -> torch.Tensor:
         """``[B, S]`` → log-mel patches ``[B, P, patch_frames, n_mels]``: non-overlapping,
@@ -388,7 +396,8 @@ class MusicnnBackbone(Backbone):
         ``penultimate [N, backend_units]``, ``logits`` and ``taggram [N, num_classes]``.
         Frame-level features are time-major like musicnn's.
         """
-        x = self.input_bn(patches.to(self.window.device, torch.float32).unsqueeze(1))
+        weight = self.input_bn.weight
+        x = self.input_bn(patches.to(weight.device, weight.dtype).unsqueeze(1))
         timbral = [block(x) for block in self.timbral]
         temporal = [block(x) for block in self.temporal]
         frontend = torch.cat(timbral + temporal, dim=1)  # [N, 561, T]

@@ -28,7 +28,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from trimodal.backbones.base import Backbone, MissingCheckpointError, clip_frames
+from trimodal.backbones.base import (
+    Backbone,
+    MissingCheckpointError,
+    clip_frames,
+    float32_preprocessing,
+)
 
 KINETICS_MEAN = [0.43216, 0.394666, 0.37645]
 KINETICS_STD = [0.22803, 0.22145, 0.216989]
@@ -194,8 +199,14 @@ class R2Plus1DBackbone(Backbone):
         net = self.network
         return [net.stem, *net.layer1, *net.layer2, *net.layer3, *net.layer4]
 
+    supports_gradient_checkpointing = True
+
     def set_gradient_checkpointing(self, enabled: bool) -> None:
         self._checkpointing = enabled
+
+    @property
+    def gradient_checkpointing(self) -> bool:
+        return self._checkpointing
 
     def load_pretrained(self, source: str | Path) -> None:
         """Load torchvision-format weights from a ``.pth``/``.safetensors`` file or a
@@ -222,9 +233,13 @@ class R2Plus1DBackbone(Backbone):
         return preprocess_clips(frames, o.crop_size, o.resize_size, o.mean, o.std)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        """Embed clips: frames ``[B, T, 3, H, W]`` → ``[B, widths[-1]]`` (512 for R(2+1)D-18)."""
+        """Embed clips: frames ``[B, T, 3, H, W]`` → ``[B, widths[-1]]`` (512 for R(2+1)D-18),
+        in the parameters' dtype (preprocessing in float32, then cast)."""
         net = self.network
-        x = self.preprocess(frames.to(net.stem[0].weight.device))
+        weight = net.stem[0].weight
+        with float32_preprocessing(weight.device):
+            x = self.preprocess(frames.to(weight.device))
+        x = x.to(weight.dtype)
         for block in self.blocks():
             if self._checkpointing and self.training and torch.is_grad_enabled():
                 from torch.utils.checkpoint import checkpoint

@@ -19,7 +19,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from trimodal.backbones.base import Backbone, MissingCheckpointError, clip_frames
+from trimodal.backbones.base import (
+    Backbone,
+    MissingCheckpointError,
+    clip_frames,
+    float32_preprocessing,
+)
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
@@ -132,11 +137,17 @@ class VideoMAEBackbone(Backbone):
     def blocks(self) -> list[nn.Module]:
         return list(self.model.encoder.layer)
 
+    supports_gradient_checkpointing = True
+
     def set_gradient_checkpointing(self, enabled: bool) -> None:
         if enabled:
             self.model.activation_checkpointing_enable()
         else:
             self.model.activation_checkpointing_disable()
+
+    @property
+    def gradient_checkpointing(self) -> bool:
+        return self.model.is_activation_checkpointing
 
     def load_pretrained(self, source: str | Path) -> None:
         from transformers import VideoMAEModel
@@ -159,7 +170,9 @@ class VideoMAEBackbone(Backbone):
         return x
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        """Embed clips: frames ``[B, T, 3, H, W]`` → ``[B, hidden_size]``."""
-        device = self.model.embeddings.patch_embeddings.projection.weight.device
-        x = self.preprocess(frames.to(device))
-        return self.model(pixel_values=x).last_hidden_state.mean(dim=1)
+        """Embed clips: frames ``[B, T, 3, H, W]`` → ``[B, hidden_size]`` in the parameters'
+        dtype (preprocessing in float32, then cast)."""
+        weight = self.model.embeddings.patch_embeddings.projection.weight
+        with float32_preprocessing(weight.device):
+            x = self.preprocess(frames.to(weight.device))
+        return self.model(pixel_values=x.to(weight.dtype)).last_hidden_state.mean(dim=1)

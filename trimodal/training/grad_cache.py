@@ -10,6 +10,14 @@ split into accumulation steps. GradCache (Gao et al., 2021; sentence-transformer
 3. re-embed each chunk with a graph and back-propagate that chunk's cached embedding
    gradients into the parameters.
 
+Step 2 is the one backward that starts from the loss, so it runs through ``backward`` (the
+trainer passes ``accelerator.backward``, which divides by the accumulation count and, under
+fp16, multiplies by the gradient scaler's loss scale). The cached embedding gradients then
+carry that factor, and step 3 propagates them unchanged: every parameter gradient, the logit
+scale's from step 2 and the channels' from step 3, holds exactly the factor a plain
+``accelerator.backward(loss)`` would give it, so the scaler's unscaling, the clipping and the
+optimiser step see the same gradients as without caching.
+
 Step 3 must reproduce step 1 exactly, so the RNG state is recorded before every chunk in
 step 1 and restored before the same chunk in step 3 (dropout, stochastic depth and
 augmentation inside the model draw the same numbers). Chunks run modality by modality, in the
@@ -46,7 +54,7 @@ def grad_cache_step(
     inputs: dict[str, Any],
     loss_fn: Callable[[dict[str, torch.Tensor], torch.Tensor], dict[str, torch.Tensor]],
     chunk_size: int,
-    loss_scale: float = 1.0,
+    backward: Callable[[torch.Tensor], Any] | None = None,
     no_sync: Callable[[], Any] | None = None,
 ) -> dict[str, torch.Tensor]:
     """One forward/backward of ``model`` on a large batch with memory bounded by the chunk.
@@ -58,7 +66,10 @@ def grad_cache_step(
             "features": {modality: [B, F]}}``; the batch to embed.
         loss_fn: ``(embeddings {modality: [B, D]}, logit_scale) -> {"loss": ..., ...}``.
         chunk_size: examples embedded at once.
-        loss_scale: multiplies the loss before back-propagation (e.g. 1 / accumulation).
+        backward: back-propagates the full-batch loss (``accelerator.backward``: divided by
+            the accumulation count, multiplied by the fp16 loss scale); default
+            ``loss.backward()``. The replay of step 3 passes the resulting gradients on as
+            they are, so it must not scale again.
         no_sync: context-manager factory that suppresses DDP's gradient all-reduce; every
             backward here runs inside it and the caller reduces gradients once afterwards.
 
@@ -99,12 +110,13 @@ def grad_cache_step(
         # The logit scale's own gradient flows straight into the parameter here.
         logit_scale = _logit_scale(model)
         terms = loss_fn(leaves, logit_scale)
-        (terms["loss"] * loss_scale).backward()
+        (backward or torch.Tensor.backward)(terms["loss"])
         terms = {k: v.detach() for k, v in terms.items()}
         # Only the gradients are needed from here on: free the embeddings themselves.
         grads = {m: leaves.pop(m).grad for m in order}
 
-        # 3. Replay each chunk with a graph and push its cached gradient through.
+        # 3. Replay each chunk with a graph and push its cached gradient through: the cache
+        # already holds the accumulation and loss-scale factors of step 2's backward.
         for modality in order:
             grad = grads.pop(modality)
             for start, stop in bounds:

@@ -317,7 +317,8 @@ class Trainer:
                 inputs,
                 self._loss,
                 chunk,
-                loss_scale=1.0 / self.accelerator.gradient_accumulation_steps,
+                # The one backward from the loss: accumulation count and fp16 loss scale.
+                backward=self.accelerator.backward,
                 no_sync=lambda: self.accelerator.no_sync(self.model),
             )
         else:
@@ -357,6 +358,10 @@ class Trainer:
             self.scheduler.step()
             self.state.nonfinite_in_a_row = 0
         else:
+            if grad_norm is not None and self.accelerator.scaler is not None:
+                # fp16: clipping unscaled and found the overflow. End the scaler's window as
+                # its own skipped step would (lower the scale), or the next unscale raises.
+                self.accelerator.scaler.update()
             self.state.nonfinite_in_a_row += 1
             logger.warning(
                 "non-finite loss or gradient at step %d: step skipped (%d in a row)",

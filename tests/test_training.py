@@ -230,6 +230,66 @@ def test_resume_after_a_kill_ends_where_an_uninterrupted_run_ends(prepared, tmp_
         torch.testing.assert_close(got[name], expected[name], rtol=0, atol=1e-6, msg=name)
 
 
+# ----------------------------------------------------------------------------- objectives
+
+
+def test_train_py_trains_vmnet_triplet_end_to_end(prepared, tmp_path):
+    """``--objective vmnet_triplet`` through the real entry point: its structure terms get the
+    backbone features of the same forward pass (it raised "needs features['audio']")."""
+    from trimodal.utils import seed_everything
+
+    run = tmp_path / "run"
+    command = [
+        *_train_cmd(prepared, run), "--objective", "vmnet_triplet",
+        "--train.batch_size", "4", "--train.gradient_accumulation_steps", "1",
+        "--train.epochs", "2", "--train.log_with", "[jsonl]", "--train.log_every", "1",
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    steps = [line for line in lines if "train/loss" in line]
+    # 2 epochs of 2 batches of 4 (8 clips of 4 videos, one clip per video in a batch); the
+    # structure terms need 3 clips for a triplet, so they are not trivially 0 here.
+    assert len(steps) == 4
+    for line in steps:
+        assert torch.isfinite(torch.tensor(line["train/loss"]))
+        for modality in ("text", "audio", "video"):
+            assert any(key.endswith(f"/structure_{modality}") for key in line), modality
+    assert any(v > 0 for line in steps for k, v in line.items() if "/structure_" in k)
+    # The parameters moved from the initial ones (the trainer seeds, then builds the model).
+    seed_everything(load_config(run / "config.yaml").train.seed)
+    initial = build_model(load_config(run / "config.yaml").model).state_dict()
+    trained = load_file(run / "last" / "model.safetensors")
+    assert any(not torch.equal(trained[name], initial[name]) for name in trained)
+
+
+@pytest.mark.parametrize("chunk", [None, 1])
+def test_vmnet_structure_terms_see_the_backbone_features(prepared, tmp_path, chunk):
+    """The structure terms get the backbone features of the batch: through a forward hook
+    (text), from the feature cache (frozen audio and video), chunk by chunk under gradient
+    caching — the same terms as the objective given the features directly."""
+    overrides = ["--objective", "vmnet_triplet", "--train.batch_size", "4",
+                 "--model.channels.audio.trainable_blocks", "none",
+                 "--model.channels.video.trainable_blocks", "none"]  # fmt: skip
+    if chunk:
+        overrides += ["--train.grad_cache_chunk", str(chunk)]
+    trainer = Trainer(_config(prepared, tmp_path / "run", *overrides))
+    model = trainer.model.eval()  # no dropout: both computations must see the same net
+    batch = next(iter(trainer.train_loader))
+    inputs = trainer._model_inputs(batch, 0)
+    assert sorted(inputs["features"]) == ["audio", "video"]
+    terms = trainer._forward_backward(inputs)
+    with torch.no_grad():
+        out = model(**inputs)
+        features = {"text": model.backbone_features("text", batch["text"])}
+        features.update({m: model.backbone_features(m, batch[m]) for m in ("audio", "video")})
+        expected = trainer.objective(out.embeddings, features=features)
+    assert any(key.endswith("/structure_text") for key in terms)
+    assert any(float(v.detach()) > 0 for k, v in terms.items() if "/structure_" in k)
+    for key, value in expected.items():
+        torch.testing.assert_close(terms[key], value, rtol=1e-5, atol=1e-6, msg=key)
+
+
 # ----------------------------------------------------------------------------- robustness
 
 

@@ -409,6 +409,84 @@ def test_validation_metrics_have_per_pair_means_to_select_on():
         assert metrics[f"{level}/mean_R@10"] == pytest.approx(sum(pairs) / 3)
 
 
+def _repeated_text_embeddings(seed: int = 0):
+    """Dev-like embeddings: 12 clips of 6 videos, the first 4 videos sharing one text."""
+    from trimodal.embedding import SplitEmbeddings
+
+    torch.manual_seed(seed)
+    texts = ["drums"] * 8 + ["piano"] * 2 + ["choir"] * 2
+    by_text = {t: torch.randn(8) for t in dict.fromkeys(texts)}
+    text = torch.stack([by_text[t] for t in texts])
+    audio = text + 0.05 * torch.randn(12, 8)
+    return SplitEmbeddings(
+        split="dev",
+        embeddings={"text": text, "audio": audio, "video": audio + 0.01 * torch.randn(12, 8)},
+        backbone={},
+        video_id=[f"v{i // 2}" for i in range(12)],
+        clip_index=[i % 2 for i in range(12)],
+        texts=texts,
+    )
+
+
+def test_validation_metrics_with_repeated_texts_are_multi_relevant():
+    from trimodal.training import validation_metrics
+
+    embeddings = _repeated_text_embeddings()
+    metrics = validation_metrics(embeddings, ["text", "audio", "video"], [1, 10])
+    without = validation_metrics(
+        dataclasses.replace(embeddings, texts=[]), ["text", "audio", "video"], [1, 10]
+    )
+    for level in ("clip", "video"):
+        assert metrics[f"{level}/text→audio/mAP"] == 1.0
+        assert metrics[f"{level}/audio→text/any@1"] == 1.0
+        assert metrics[f"{level}/text-audio/mean_mAP"] == 1.0
+        assert f"{level}/text→audio/R@1" not in metrics
+        # The audio-video keys (the default selection metric among them) do not change.
+        prefixes = tuple(f"{level}/{d}/" for d in ("audio→video", "video→audio", "audio-video"))
+        for key in [k for k in without if k.startswith(prefixes)]:
+            assert metrics[key] == without[key], key
+        assert metrics[f"{level}/mean_R@10"] == metrics[f"{level}/audio-video/mean_R@10"]
+    assert metrics["video/audio-video/mean_R@10"] == 1.0
+
+
+def test_demo_table_renders_the_multi_relevant_text_rows(monkeypatch, tmp_path):
+    import trimodal.embedding
+    from trimodal.cli import demo_report
+    from trimodal.modeling import TrimodalModel
+
+    embeddings = _repeated_text_embeddings()
+    monkeypatch.setattr(trimodal.embedding, "extract_split", lambda *a, **k: embeddings)
+    monkeypatch.setattr(TrimodalModel, "from_pretrained", classmethod(lambda cls, path: None))
+    config = load_config(None, ["--data", str(tmp_path)])
+    report = demo_report(config, tmp_path / "best", tmp_path / "untrained")
+    tables = [block for block in report.split("\n\n") if block.startswith("|")]
+    assert len(tables) == 2
+    instance, multi = (t.splitlines() for t in tables)
+    assert instance[0].split("|")[1:-1] == [
+        " level ",
+        " direction ",
+        " model ",
+        " R@1 ",
+        " R@5 ",
+        " R@10 ",
+        " median rank ",
+    ]
+    assert multi[0].split("|")[1:-1] == [
+        " level ",
+        " direction ",
+        " model ",
+        " any@1 ",
+        " any@5 ",
+        " any@10 ",
+        " mAP ",
+    ]
+    assert not any("text" in row for row in instance[2:])  # text rows: multi-relevant only
+    text_rows = [row for row in multi[2:] if "trained" in row]
+    assert len(text_rows) == 2 * 4 * 2  # levels × text directions × (trained, untrained)
+    assert all("–" not in row and "1.000 | 1.000 | 1.000 | 1.000" in row for row in text_rows)
+    assert all(len(row.split("|")) == len(multi[0].split("|")) for row in multi)
+
+
 def test_demo_path_generates_once_trains_and_prints_the_comparison_table(
     tmp_path, monkeypatch, capsys
 ):

@@ -674,29 +674,41 @@ def validation_metrics(
     (``video/audio-video/mean_R@10``), and the study's mean positive-pair cosine distance
     per pair.
 
+    Where texts repeat, the directions from and to text are multi-relevant
+    (:func:`trimodal.metrics.cross_modal_retrieval`): they give ``mAP`` and ``any@k``
+    (``clip/text→audio/any@10``, ``clip/text-audio/mean_mAP``) instead of ``R@k`` and ranks,
+    and the means over all directions (``clip/mean_R@10``) are over the directions that
+    have the metric. The audio-video keys never change.
+
     Args:
-        embeddings: the dev split's clip embeddings (:func:`trimodal.embedding.embed_batches`);
-            videos are pooled by :func:`trimodal.metrics.aggregate_by_video`, as everywhere.
+        embeddings: the dev split's clip embeddings (:func:`trimodal.embedding.embed_batches`,
+            with each clip's text); videos are pooled by
+            :func:`trimodal.metrics.aggregate_by_video`, as everywhere.
         modalities: the channels compared.
         ks: the R@k cut-offs.
     """
     present = {m: embeddings.embeddings[m] for m in modalities if m in embeddings.embeddings}
     pairs = pairs_among(present)
-    results = cross_modal_retrieval(present, embeddings.video_id, ks=tuple(ks))
+    texts = embeddings.texts or None
+    results = cross_modal_retrieval(present, embeddings.video_id, texts=texts, ks=tuple(ks))
+    names = [f"R@{k}" for k in ks] + ["median_rank", "mean_rank", "mAP"]
+    names += [f"any@{k}" for k in ks]
     flat: dict[str, float] = {}
     for level, directions in results.items():
-        for direction, values in directions.items():
-            if direction == "chance":
-                continue
-            for name in [f"R@{k}" for k in ks] + ["median_rank", "mean_rank"]:
-                flat[f"{level}/{direction}/{name}"] = float(values[name])
-        for name in [f"R@{k}" for k in ks] + ["median_rank"]:
-            vals = [v[name] for d, v in directions.items() if d != "chance"]
-            flat[f"{level}/mean_{name}"] = float(np.mean(vals))
+        rows = {d: v for d, v in directions.items() if d != "chance"}
+        for direction, values in rows.items():
+            for name in names:
+                if name in values:
+                    flat[f"{level}/{direction}/{name}"] = float(values[name])
+        for name in [n for n in names if n != "mean_rank"]:
+            vals = [v[name] for v in rows.values() if name in v]
+            if vals:
+                flat[f"{level}/mean_{name}"] = float(np.mean(vals))
             # Per pair, both directions: e.g. video/audio-video/mean_R@10.
             for a, b in pairs:
-                both = [directions[f"{a}→{b}"][name], directions[f"{b}→{a}"][name]]
-                flat[f"{level}/{a}-{b}/mean_{name}"] = float(np.mean(both))
+                both = [rows[f"{a}→{b}"].get(name), rows[f"{b}→{a}"].get(name)]
+                if None not in both:
+                    flat[f"{level}/{a}-{b}/mean_{name}"] = float(np.mean(both))
         flat[f"{level}/gallery_size"] = float(directions["chance"]["gallery_size"])
     distances = []
     for a, b in pairs:

@@ -318,3 +318,110 @@ print(json.dumps([m.compute(predictions=q, references=g, ks=[1, 5]),
     via_evaluate, direct = json.loads(out.stdout.strip().splitlines()[-1])
     assert via_evaluate == direct
     assert direct["R@1"] > 0.0
+
+
+# ----------------------------------------------------------------------------- repeated texts
+
+
+def brute_force_multi_relevant(queries, gallery, query_keys, gallery_keys, ks):
+    """Explicit loops: rank the gallery by cosine, irrelevant items first among equal scores;
+    AP = mean over relevant items of (relevant so far / position); any@k = a relevant in top k."""
+    q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    g = gallery / np.linalg.norm(gallery, axis=1, keepdims=True)
+    aps, firsts = [], []
+    for i in range(len(q)):
+        sims = [float(q[i] @ g[j]) for j in range(len(g))]
+        relevant = [gallery_keys[j] == query_keys[i] for j in range(len(g))]
+        order = sorted(range(len(g)), key=lambda j: (-sims[j], relevant[j]))
+        hits, precisions = 0, []
+        for position, j in enumerate(order, start=1):
+            if relevant[j]:
+                hits += 1
+                precisions.append(hits / position)
+        aps.append(sum(precisions) / len(precisions))
+        firsts.append(next(p for p, j in enumerate(order, start=1) if relevant[j]))
+    out = {"mAP": float(np.mean(aps))}
+    out.update({f"any@{k}": float(np.mean([f <= k for f in firsts])) for k in ks})
+    return out
+
+
+def _perfect_model_with_repeated_texts():
+    """14 clips of 7 videos (2 clips each), 10 clips (5 videos) sharing the text "drums": each
+    text's embedding is one vector, every clip's audio and video lie next to its text's."""
+    rng = np.random.default_rng(0)
+    texts = ["drums"] * 10 + ["piano"] * 2 + ["choir"] * 2
+    ids = [f"v{i // 2}" for i in range(14)]
+    by_text = {t: rng.standard_normal(32) for t in dict.fromkeys(texts)}
+    text = np.stack([by_text[t] for t in texts])
+    audio = text + 0.05 * rng.standard_normal((14, 32))
+    return {"text": text, "audio": audio, "video": audio.copy()}, ids, texts
+
+
+def test_perfect_model_with_repeated_texts_is_perfect_text_retrieval():
+    emb, ids, texts = _perfect_model_with_repeated_texts()
+    # Instance-level ranks cannot tell the clips sharing a text apart: a perfect model
+    # looks poor (the defect: R@1 well under 1, median rank far from 1).
+    naive = cross_modal_retrieval(emb, ids, ks=(1, 5, 10))["clip"]
+    assert naive["text→audio"]["R@1"] < 0.3 and naive["audio→text"]["median_rank"] >= 5
+    res = cross_modal_retrieval(emb, ids, texts=texts, ks=(1, 5, 10))
+    for level in ("clip", "video"):
+        for direction in ("text→audio", "audio→text", "text→video", "video→text"):
+            metrics = res[level][direction]
+            assert metrics["mAP"] == 1.0 and metrics["any@1"] == 1.0, (level, direction)
+            assert "R@1" not in metrics and "median_rank" not in metrics
+    assert res["video"]["text→audio"]["gallery_size"] == 7
+    assert res["video"]["text→audio"]["mean_relevant"] == pytest.approx((5 * 5 + 1 + 1) / 7)
+    # audio↔video rows and keys exactly as without texts.
+    plain = cross_modal_retrieval(emb, ids, ks=(1, 5, 10))
+    for level in ("clip", "video"):
+        for direction in ("audio→video", "video→audio", "chance"):
+            assert res[level][direction] == plain[level][direction]
+
+
+def test_multi_relevant_text_retrieval_matches_brute_force_at_both_levels():
+    rng = np.random.default_rng(5)
+    n_clips, ks = 60, (1, 5, 10)
+    ids = [f"v{rng.integers(0, 20):02d}" for _ in range(n_clips)]
+    pool = ["rock", "jazz", "folk", "metal", "soul", "blues"]
+    texts = [pool[rng.integers(0, len(pool))] for _ in range(n_clips)]
+    by_text = {t: rng.standard_normal(8) for t in pool}
+    by_text["soul"] = by_text["blues"]  # two texts, one embedding: ties across texts
+    emb = {
+        "text": np.stack([by_text[t] for t in texts]),
+        "audio": rng.standard_normal((n_clips, 8)),
+        "video": rng.standard_normal((n_clips, 8)),
+    }
+    res = cross_modal_retrieval(emb, ids, texts=texts, ks=ks, chunk_size=7)
+    for a, b in (("text", "audio"), ("video", "text")):
+        expected = brute_force_multi_relevant(emb[a], emb[b], texts, texts, ks)
+        for key, value in expected.items():
+            assert res["clip"][f"{a}→{b}"][key] == pytest.approx(value, abs=1e-12), (a, b, key)
+    # Video level: a video's text is the set of texts its clips carry; videos pooled as always.
+    # (Without the shared embedding: pooling rounds it differently per video, so the two
+    # texts' videos would tie to within rounding, decided differently by the two codes.)
+    by_text["soul"] = rng.standard_normal(8)
+    emb["text"] = np.stack([by_text[t] for t in texts])
+    res = cross_modal_retrieval(emb, ids, texts=texts, ks=ks, chunk_size=7)
+    video_keys = {}
+    for vid, text in zip(ids, texts):
+        video_keys.setdefault(vid, set()).add(text)
+    keys = [tuple(sorted(video_keys[v])) for v in sorted(video_keys)]
+    pooled = {m: _loop_aggregate(emb[m], ids, "mean")[0] for m in emb}
+    for a, b in (("audio", "text"), ("text", "video")):
+        expected = brute_force_multi_relevant(pooled[a], pooled[b], keys, keys, ks)
+        for key, value in expected.items():
+            assert res["video"][f"{a}→{b}"][key] == pytest.approx(value, abs=1e-12), (a, b, key)
+
+
+def test_unique_texts_keep_the_instance_level_rows():
+    rng = np.random.default_rng(2)
+    ids = [f"v{i // 3}" for i in range(30)]
+    emb = {m: rng.standard_normal((30, 8)) for m in ("text", "audio", "video")}
+    texts = [f"text {i}" for i in range(30)]
+    assert cross_modal_retrieval(emb, ids, texts=texts) == cross_modal_retrieval(emb, ids)
+    # Clips of a video sharing its text: multi-relevant at clip level, unique at video level.
+    shared = [f"text {v}" for v in ids]
+    res = cross_modal_retrieval(emb, ids, texts=shared)
+    plain = cross_modal_retrieval(emb, ids)
+    assert "mAP" in res["clip"]["text→audio"] and "R@1" not in res["clip"]["text→audio"]
+    assert res["video"] == plain["video"]

@@ -230,6 +230,66 @@ def test_resume_after_a_kill_ends_where_an_uninterrupted_run_ends(prepared, tmp_
         torch.testing.assert_close(got[name], expected[name], rtol=0, atol=1e-6, msg=name)
 
 
+# ----------------------------------------------------------------------------- objectives
+
+
+def test_train_py_trains_vmnet_triplet_end_to_end(prepared, tmp_path):
+    """``--objective vmnet_triplet`` through the real entry point: its structure terms get the
+    backbone features of the same forward pass (it raised "needs features['audio']")."""
+    from trimodal.utils import seed_everything
+
+    run = tmp_path / "run"
+    command = [
+        *_train_cmd(prepared, run), "--objective", "vmnet_triplet",
+        "--train.batch_size", "4", "--train.gradient_accumulation_steps", "1",
+        "--train.epochs", "2", "--train.log_with", "[jsonl]", "--train.log_every", "1",
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    steps = [line for line in lines if "train/loss" in line]
+    # 2 epochs of 2 batches of 4 (8 clips of 4 videos, one clip per video in a batch); the
+    # structure terms need 3 clips for a triplet, so they are not trivially 0 here.
+    assert len(steps) == 4
+    for line in steps:
+        assert torch.isfinite(torch.tensor(line["train/loss"]))
+        for modality in ("text", "audio", "video"):
+            assert any(key.endswith(f"/structure_{modality}") for key in line), modality
+    assert any(v > 0 for line in steps for k, v in line.items() if "/structure_" in k)
+    # The parameters moved from the initial ones (the trainer seeds, then builds the model).
+    seed_everything(load_config(run / "config.yaml").train.seed)
+    initial = build_model(load_config(run / "config.yaml").model).state_dict()
+    trained = load_file(run / "last" / "model.safetensors")
+    assert any(not torch.equal(trained[name], initial[name]) for name in trained)
+
+
+@pytest.mark.parametrize("chunk", [None, 1])
+def test_vmnet_structure_terms_see_the_backbone_features(prepared, tmp_path, chunk):
+    """The structure terms get the backbone features of the batch: through a forward hook
+    (text), from the feature cache (frozen audio and video), chunk by chunk under gradient
+    caching — the same terms as the objective given the features directly."""
+    overrides = ["--objective", "vmnet_triplet", "--train.batch_size", "4",
+                 "--model.channels.audio.trainable_blocks", "none",
+                 "--model.channels.video.trainable_blocks", "none"]  # fmt: skip
+    if chunk:
+        overrides += ["--train.grad_cache_chunk", str(chunk)]
+    trainer = Trainer(_config(prepared, tmp_path / "run", *overrides))
+    model = trainer.model.eval()  # no dropout: both computations must see the same net
+    batch = next(iter(trainer.train_loader))
+    inputs = trainer._model_inputs(batch, 0)
+    assert sorted(inputs["features"]) == ["audio", "video"]
+    terms = trainer._forward_backward(inputs)
+    with torch.no_grad():
+        out = model(**inputs)
+        features = {"text": model.backbone_features("text", batch["text"])}
+        features.update({m: model.backbone_features(m, batch[m]) for m in ("audio", "video")})
+        expected = trainer.objective(out.embeddings, features=features)
+    assert any(key.endswith("/structure_text") for key in terms)
+    assert any(float(v.detach()) > 0 for k, v in terms.items() if "/structure_" in k)
+    for key, value in expected.items():
+        torch.testing.assert_close(terms[key], value, rtol=1e-5, atol=1e-6, msg=key)
+
+
 # ----------------------------------------------------------------------------- robustness
 
 
@@ -347,6 +407,84 @@ def test_validation_metrics_have_per_pair_means_to_select_on():
             metrics[f"{level}/{p}/mean_R@10"] for p in ("text-audio", "text-video", "audio-video")
         ]
         assert metrics[f"{level}/mean_R@10"] == pytest.approx(sum(pairs) / 3)
+
+
+def _repeated_text_embeddings(seed: int = 0):
+    """Dev-like embeddings: 12 clips of 6 videos, the first 4 videos sharing one text."""
+    from trimodal.embedding import SplitEmbeddings
+
+    torch.manual_seed(seed)
+    texts = ["drums"] * 8 + ["piano"] * 2 + ["choir"] * 2
+    by_text = {t: torch.randn(8) for t in dict.fromkeys(texts)}
+    text = torch.stack([by_text[t] for t in texts])
+    audio = text + 0.05 * torch.randn(12, 8)
+    return SplitEmbeddings(
+        split="dev",
+        embeddings={"text": text, "audio": audio, "video": audio + 0.01 * torch.randn(12, 8)},
+        backbone={},
+        video_id=[f"v{i // 2}" for i in range(12)],
+        clip_index=[i % 2 for i in range(12)],
+        texts=texts,
+    )
+
+
+def test_validation_metrics_with_repeated_texts_are_multi_relevant():
+    from trimodal.training import validation_metrics
+
+    embeddings = _repeated_text_embeddings()
+    metrics = validation_metrics(embeddings, ["text", "audio", "video"], [1, 10])
+    without = validation_metrics(
+        dataclasses.replace(embeddings, texts=[]), ["text", "audio", "video"], [1, 10]
+    )
+    for level in ("clip", "video"):
+        assert metrics[f"{level}/text→audio/mAP"] == 1.0
+        assert metrics[f"{level}/audio→text/any@1"] == 1.0
+        assert metrics[f"{level}/text-audio/mean_mAP"] == 1.0
+        assert f"{level}/text→audio/R@1" not in metrics
+        # The audio-video keys (the default selection metric among them) do not change.
+        prefixes = tuple(f"{level}/{d}/" for d in ("audio→video", "video→audio", "audio-video"))
+        for key in [k for k in without if k.startswith(prefixes)]:
+            assert metrics[key] == without[key], key
+        assert metrics[f"{level}/mean_R@10"] == metrics[f"{level}/audio-video/mean_R@10"]
+    assert metrics["video/audio-video/mean_R@10"] == 1.0
+
+
+def test_demo_table_renders_the_multi_relevant_text_rows(monkeypatch, tmp_path):
+    import trimodal.embedding
+    from trimodal.cli import demo_report
+    from trimodal.modeling import TrimodalModel
+
+    embeddings = _repeated_text_embeddings()
+    monkeypatch.setattr(trimodal.embedding, "extract_split", lambda *a, **k: embeddings)
+    monkeypatch.setattr(TrimodalModel, "from_pretrained", classmethod(lambda cls, path: None))
+    config = load_config(None, ["--data", str(tmp_path)])
+    report = demo_report(config, tmp_path / "best", tmp_path / "untrained")
+    tables = [block for block in report.split("\n\n") if block.startswith("|")]
+    assert len(tables) == 2
+    instance, multi = (t.splitlines() for t in tables)
+    assert instance[0].split("|")[1:-1] == [
+        " level ",
+        " direction ",
+        " model ",
+        " R@1 ",
+        " R@5 ",
+        " R@10 ",
+        " median rank ",
+    ]
+    assert multi[0].split("|")[1:-1] == [
+        " level ",
+        " direction ",
+        " model ",
+        " any@1 ",
+        " any@5 ",
+        " any@10 ",
+        " mAP ",
+    ]
+    assert not any("text" in row for row in instance[2:])  # text rows: multi-relevant only
+    text_rows = [row for row in multi[2:] if "trained" in row]
+    assert len(text_rows) == 2 * 4 * 2  # levels × text directions × (trained, untrained)
+    assert all("–" not in row and "1.000 | 1.000 | 1.000 | 1.000" in row for row in text_rows)
+    assert all(len(row.split("|")) == len(multi[0].split("|")) for row in multi)
 
 
 def test_demo_path_generates_once_trains_and_prints_the_comparison_table(

@@ -46,6 +46,9 @@ class SplitEmbeddings:
         label_names: the L label names.
         titles: ``{video_id: title}``.
         fingerprint: hash of model files, data and loader settings that produced this.
+        texts: length-N text of each clip (the string its text embedding was made from);
+            empty when the text channel was not embedded. Retrieval from and to text reads
+            it: clips that share a text are equally relevant (docs/evaluation.md#repeated-texts).
     """
 
     split: str
@@ -58,6 +61,8 @@ class SplitEmbeddings:
     label_names: list[str] = dataclasses.field(default_factory=list)
     titles: dict[str, str] = dataclasses.field(default_factory=dict)
     fingerprint: str = ""
+    # Last, so that positional construction keeps its meaning.
+    texts: list[str] = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.labels is None:
@@ -152,6 +157,7 @@ def embed_batches(
     modalities = [m for m in MODALITIES if m in (modalities or inner.modalities)]
     parts: dict[str, list] = {m: [] for m in modalities}
     parts.update({f"backbone.{m}": [] for m in modalities}, labels=[], video_id=[], clip_index=[])
+    parts["texts"] = []
     captured: dict[str, torch.Tensor] = {}
     handles = []
     if capture_backbone:
@@ -170,6 +176,8 @@ def embed_batches(
                         raise RuntimeError(f"the {m} backbone did not run (cached features?)")
                     parts[f"backbone.{m}"].append(_gather(captured.pop(m), accelerator))
             parts["video_id"].extend(_gather_objects(batch["video_id"], accelerator))
+            if "text" in modalities:
+                parts["texts"].extend(_gather_objects(list(batch["text"]), accelerator))
             clip_index = list(map(int, batch["clip_index"]))
             parts["clip_index"].extend(_gather_objects(clip_index, accelerator))
             if "labels_multi_hot" in batch:
@@ -201,6 +209,7 @@ def _assemble(parts: dict[str, list], modalities: list[str], backbone: bool) -> 
         video_id=list(parts["video_id"]),
         clip_index=[int(i) for i in parts["clip_index"]],
         labels=labels,
+        texts=[str(t) for t in parts["texts"]],
     )
 
 

@@ -9,7 +9,7 @@ see docs/defects.md#embeddings-in-eval-mode), and two things are kept per clip a
   same pass (no second backbone run).
 
 They are written to ``embeddings_<split>.safetensors`` (tensors) and
-``embeddings_<split>.json`` (video ids, clip indices, label names, titles, fingerprint). The
+``embeddings_<split>.json`` (video ids, clip indices, label names, titles, each clip's text, fingerprint). The
 fingerprint hashes the model directory's files, the prepared split's metadata and the loader
 settings; a later run with the same fingerprint loads the files instead of recomputing.
 """
@@ -33,7 +33,7 @@ from trimodal.utils import atomic_path, atomic_write_json
 logger = logging.getLogger(__name__)
 
 #: Bump when the stored format or the extraction itself changes (invalidates caches).
-EXTRACTION_VERSION = 1
+EXTRACTION_VERSION = 2  # 2: each clip's text is stored
 
 
 # ----------------------------------------------------------------------------- fingerprints
@@ -98,6 +98,7 @@ def save_split(embeddings: SplitEmbeddings, cache_dir: str | Path) -> tuple[Path
             "first_label": embeddings.first_label,
             "label_names": embeddings.label_names,
             "titles": embeddings.titles,
+            "texts": embeddings.texts,
         },
     )
     return tensor_path, meta_path
@@ -130,6 +131,7 @@ def load_split(cache_dir: str | Path, split: str) -> SplitEmbeddings | None:
         first_label=list(meta["first_label"]),
         label_names=list(meta["label_names"]),
         titles=dict(meta["titles"]),
+        texts=list(meta.get("texts", [])),
         fingerprint=meta["fingerprint"],
     )
 

@@ -88,6 +88,7 @@ def retrieval_table(
     score: Callable[[Any], str] = pct,
     rank_format: Callable[[Any], str] = rank,
     labels: Mapping[str, str] | None = None,
+    recall: str = "R",
 ) -> str:
     """The one renderer of retrieval results as a markdown table (evaluation's ``results.md``,
     the demo's trained / untrained / chance table; usable for any model and direction names).
@@ -107,18 +108,26 @@ def retrieval_table(
         ranks: rank columns after the ``R@k`` ones (keys of the metrics).
         score, rank_format: cell formats of ``R@k`` and of the rank columns (missing → ``–``).
         labels: header overrides for the keys of :data:`RETRIEVAL_LABELS`.
+        recall: the score columns are ``<recall>@k``: ``"R"`` (the partner's recall) or
+            ``"any"`` (a relevant item in the top k, :func:`multi_relevant_table`). A
+            direction whose metrics lack them (multi-relevant text rows in an ``R@k``
+            table, or the reverse) is not shown.
     """
     if chance not in ("row", "per_direction", "none"):
         raise ValueError(f"chance must be 'row', 'per_direction' or 'none', got {chance!r}")
     names = {**RETRIEVAL_LABELS, **(labels or {})}
     first = next(iter(results.values()))
-    header = [names[c] for c in columns] + [f"R@{k}" for k in ks] + [names[r] for r in ranks]
+    header = [names[c] for c in columns] + [f"{recall}@{k}" for k in ks]
+    header += [names.get(r, r) for r in ranks]
+
+    def shown(m: Mapping[str, Any]) -> bool:
+        return all(f"{recall}@{k}" in m for k in ks)
 
     def row(level: str, direction: str, model: str, m: Mapping[str, Any]) -> list[str]:
         keys = {"level": level, "direction": direction, "model": model}
         return [
             *[keys[c] for c in columns],
-            *[score(m.get(f"R@{k}")) for k in ks],
+            *[score(m.get(f"{recall}@{k}")) for k in ks],
             *[rank_format(m.get(r)) for r in ranks],
         ]
 
@@ -126,14 +135,39 @@ def retrieval_table(
     for level in levels:
         order = list(directions) if directions is not None else _directions(first[level])
         for d in order:
-            for model, by_level in results.items():
-                if d in by_level[level]:
-                    rows.append(row(level, d, model, by_level[level][d]))
-            if chance == "per_direction" and "chance" in first[level]:
+            models = [(n, r[level][d]) for n, r in results.items() if shown(r[level].get(d, {}))]
+            rows += [row(level, d, model, metrics) for model, metrics in models]
+            if chance == "per_direction" and "chance" in first[level] and models:
                 rows.append(row(level, d, "chance", first[level]["chance"]))
         if chance == "row" and "chance" in first[level]:
             rows.append(row(level, "chance", "chance", first[level]["chance"]))
     return table(header, rows)
+
+
+def multi_relevant_table(
+    results: Mapping[str, Mapping[str, Mapping[str, Mapping[str, Any]]]],
+    levels: Sequence[str],
+    ks: Sequence[int],
+    *,
+    columns: Sequence[str] = ("direction",),
+    score: Callable[[Any], str] = pct,
+    labels: Mapping[str, str] | None = None,
+) -> str | None:
+    """The multi-relevant text rows of the same results (``any@k`` and ``mAP``, where texts
+    repeat: :func:`trimodal.metrics.cross_modal_retrieval`), rendered by
+    :func:`retrieval_table`; ``None`` when every text is unique at these levels."""
+    found = any(
+        "mAP" in metrics
+        for by_level in results.values()
+        for level in levels
+        for metrics in by_level.get(level, {}).values()
+    )
+    if not found:
+        return None
+    return retrieval_table(
+        results, levels, ks, columns=columns, chance="none", ranks=("mAP",), score=score,
+        rank_format=score, labels=labels, recall="any",
+    )  # fmt: skip
 
 
 def retrieval_section(retrieval: dict[str, Any], ks: Sequence[int]) -> list[str]:
@@ -150,6 +184,19 @@ def retrieval_section(retrieval: dict[str, Any], ks: Sequence[int]) -> list[str]
             retrieval_table({"model": retrieval}, [level], ks),
             "",
         ]
+        multi = multi_relevant_table({"model": retrieval}, [level], ks)
+        if multi is not None:
+            parts += [
+                f"### Text retrieval with repeated texts, {level} level",
+                "",
+                f"Texts repeat among the {level}s, so retrieval from and to text is "
+                "multi-relevant: any@k is the share of queries with an item of the same text "
+                "in the top k, mAP the mean average precision over those items "
+                "(docs/evaluation.md#retrieval).",
+                "",
+                multi,
+                "",
+            ]
     return parts
 
 
@@ -502,7 +549,9 @@ def comparison_markdown(runs: Sequence[dict[str, Any]], level: str = "video") ->
         ret = r.get("retrieval", {}).get(level, {})
         for d in directions:
             m = ret.get(d)
-            row += [pct(m["R@1"]), pct(m["R@10"]), rank(m["median_rank"])] if m else ["–"] * 3
+            # Multi-relevant text rows (repeated texts) have no partner R@k: shown as "–".
+            m = m or {}
+            row += [pct(m.get("R@1")), pct(m.get("R@10")), rank(m.get("median_rank"))]
         headline = _headline_probe(r)
         if headline:
             probes_used.add(headline[0])

@@ -73,11 +73,14 @@ def retrieval_task(
     """Cross-modal retrieval among all present modalities at clip and video level.
 
     Returns ``{"clip"|"video": {"audio→video": metrics, ..., "chance": metrics}}`` as
-    :func:`trimodal.metrics.cross_modal_retrieval` (full gallery, 1-based pessimistic ranks).
+    :func:`trimodal.metrics.cross_modal_retrieval` (full gallery, 1-based pessimistic ranks;
+    from and to text multi-relevant where texts repeat, read from ``data.texts``).
     """
     if len(data.modalities) < 2:
         raise ValueError(f"retrieval needs two modalities, the model has {data.modalities}")
-    return cross_modal_retrieval(data.embeddings, data.video_id, ks=tuple(ks))
+    return cross_modal_retrieval(
+        data.embeddings, data.video_id, texts=data.texts or None, ks=tuple(ks)
+    )
 
 
 def pair_similarities(

@@ -14,8 +14,10 @@ from trimodal.metrics.retrieval import (
     l2_normalize,
     label_retrieval_metrics,
     metrics_from_ranks,
+    multi_relevant_metrics,
     retrieval_metrics,
     retrieval_ranks,
+    video_texts,
 )
 from trimodal.metrics.youtube8m import labels_to_multi_hot, youtube8m_metrics
 
@@ -37,8 +39,10 @@ __all__ = [
     "labels_to_multi_hot",
     "metrics_from_ranks",
     "multilabel_metrics",
+    "multi_relevant_metrics",
     "pool_by_video",
     "retrieval_metrics",
     "retrieval_ranks",
+    "video_texts",
     "youtube8m_metrics",
 ]

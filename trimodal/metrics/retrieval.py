@@ -26,6 +26,7 @@ matmul result as the rest of its row, so a gallery item that ties with the partn
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -186,10 +187,109 @@ def chance_metrics(n: int, ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
     return out
 
 
+def multi_relevant_metrics(
+    queries: ArrayLike,
+    gallery: ArrayLike,
+    query_keys: Sequence,
+    gallery_keys: Sequence,
+    ks: Sequence[int] = DEFAULT_KS,
+    *,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    normalize: bool = True,
+) -> dict[str, float]:
+    """Retrieval where every gallery item with the query's key is relevant (repeated texts).
+
+    Args:
+        queries: ``[N, D]``; gallery: ``[M, D]``.
+        query_keys: length-N key of each query (e.g. its text); gallery_keys: length-M. Gallery
+            item ``j`` is relevant to query ``i`` when ``gallery_keys[j] == query_keys[i]``.
+        chunk_size: queries per chunk (peak extra memory about ``4 × chunk_size × M``).
+        normalize: L2-normalise both sides first (cosine similarity).
+
+    Returns:
+        ``mAP``: mean over queries of the average precision of the ranked gallery;
+        ``any@k``: share of queries with at least one relevant item in the top k. The gallery
+        is ranked by similarity with ties broken pessimistically (irrelevant items first among
+        equal scores), as for the paired ranks. Queries without a relevant item are left out
+        (``num_queries`` counts those kept); ``gallery_size`` is M; ``mean_relevant`` the
+        mean number of relevant items per kept query.
+    """
+    q, g = _as_tensor(queries, "queries"), _as_tensor(gallery, "gallery")
+    if len(query_keys) != q.shape[0] or len(gallery_keys) != g.shape[0]:
+        raise ValueError(
+            f"need one key per query and per gallery item: {len(query_keys)} keys for "
+            f"{q.shape[0]} queries, {len(gallery_keys)} for {g.shape[0]} gallery items"
+        )
+    dtype = torch.promote_types(q.dtype, g.dtype)
+    q, g = q.to(dtype), g.to(dtype)
+    if normalize:
+        q, g = l2_normalize(q), l2_normalize(g)
+    codes = {key: code for code, key in enumerate(dict.fromkeys([*query_keys, *gallery_keys]))}
+    q_codes = torch.tensor([codes[k] for k in query_keys])
+    g_codes = torch.tensor([codes[k] for k in gallery_keys])
+    positions = torch.arange(1, g.shape[0] + 1, dtype=torch.float64)
+    aps, firsts, counts = [], [], []
+    for start in range(0, q.shape[0], chunk_size):
+        relevant = q_codes[start : start + chunk_size, None] == g_codes[None, :]  # [c, M]
+        sims = (q[start : start + chunk_size] @ g.T).cpu()
+        # Pessimistic ties: order by relevance (irrelevant first), then a stable sort by
+        # descending similarity keeps that order among equal scores.
+        by_relevance = relevant.to(torch.int8).argsort(dim=1, stable=True)
+        order = sims.gather(1, by_relevance).argsort(dim=1, descending=True, stable=True)
+        ranked = relevant.gather(1, by_relevance.gather(1, order)).to(torch.float64)
+        n_relevant = ranked.sum(dim=1)
+        precision = ranked.cumsum(dim=1) / positions
+        keep = n_relevant > 0
+        aps.append(((precision * ranked).sum(dim=1) / n_relevant.clamp(min=1))[keep])
+        firsts.append((ranked.argmax(dim=1) + 1)[keep])
+        counts.append(n_relevant[keep])
+    ap, first, count = torch.cat(aps), torch.cat(firsts), torch.cat(counts)
+    if ap.numel() == 0:
+        raise ValueError("no query has a relevant gallery item")
+    out: dict[str, float] = {"mAP": float(ap.mean())}
+    for k in ks:
+        out[f"any@{k}"] = float((first <= k).double().mean())
+    out["num_queries"] = int(ap.numel())
+    out["gallery_size"] = int(g.shape[0])
+    out["mean_relevant"] = float(count.mean())
+    return out
+
+
+def video_texts(texts: Sequence[str], video_ids: Sequence) -> list[str]:
+    """The text of each video, in sorted video-id order (the rows of :func:`aggregate_by_video`):
+    the distinct texts its clips carry, sorted and joined by newlines (usually just one)."""
+    if len(texts) != len(video_ids):
+        raise ValueError(f"{len(texts)} texts for {len(video_ids)} clips")
+    by_video: dict[Any, set[str]] = {}
+    for vid, text in zip(video_ids, texts):
+        by_video.setdefault(vid, set()).add(str(text))
+    return ["\n".join(sorted(by_video[vid])) for vid in np.unique(np.asarray(video_ids)).tolist()]
+
+
+def _level_inputs(
+    level: str,
+    present: Mapping[str, ArrayLike],
+    video_ids: Sequence | None,
+    texts: Sequence[str] | None,
+    aggregation: str,
+) -> tuple[dict[str, torch.Tensor], list[str] | None]:
+    """Unit embeddings of one level, and the text of each row (``None`` without texts)."""
+    if level == "clip":
+        embs = {m: l2_normalize(e) for m, e in present.items()}
+        return embs, None if texts is None else [str(t) for t in texts]
+    if level != "video":
+        raise ValueError(f"unknown level {level!r}; expected 'clip' or 'video'")
+    if video_ids is None:
+        raise ValueError("video_ids are required for the video level")
+    embs = {m: aggregate_by_video(e, video_ids, aggregation)[0] for m, e in present.items()}
+    return embs, None if texts is None else video_texts(texts, video_ids)
+
+
 def cross_modal_retrieval(
     embeddings: Mapping[str, ArrayLike | None],
     video_ids: Sequence | None = None,
     *,
+    texts: Sequence[str] | None = None,
     levels: Sequence[str] = ("clip", "video"),
     aggregation: str = "mean",
     ks: Sequence[int] = DEFAULT_KS,
@@ -205,12 +305,20 @@ def cross_modal_retrieval(
             every modality is pooled per video with
             :func:`~trimodal.metrics.pooling.aggregate_by_video` and video ``v``
             of one modality must find video ``v`` of the other.
+        texts: length-N text of each clip (the string its text embedding was made from). When
+            some text repeats at a level (clips, or videos: :func:`video_texts`), the
+            directions from and to text are multi-relevant there: items with the same text
+            have the same text embedding, so they tie and cannot be told apart; those
+            directions then report :func:`multi_relevant_metrics` (``mAP``, ``any@k``: any
+            item with the query's text counts) instead of the partner's ``R@k`` and ranks.
+            ``None``: every text is taken as unique (instance-level rows).
         levels: any of ``"clip"``, ``"video"``.
         aggregation: ``"mean"`` or ``"max"`` pooling for the video level.
 
     Returns:
         ``{level: {"audio→video": metrics, ...}}`` plus ``{level: {"chance": metrics}}`` for the
-        gallery size of that level; metrics as returned by :func:`retrieval_metrics`.
+        gallery size of that level (the chance of the instance-level rows); metrics as returned
+        by :func:`retrieval_metrics` or :func:`multi_relevant_metrics`.
     """
     present = {m: e for m, e in embeddings.items() if e is not None}
     unknown = set(present) - set(MODALITIES)
@@ -219,23 +327,24 @@ def cross_modal_retrieval(
     if len(present) < 2:
         raise ValueError("need at least two modalities")
     order = [m for m in MODALITIES if m in present]
+    present = {m: present[m] for m in order}
     sizes = {m: int(torch.as_tensor(present[m]).shape[0]) for m in order}
     if len(set(sizes.values())) != 1:
         raise ValueError(f"modalities have different numbers of clips: {sizes}")
     results: dict[str, dict[str, dict[str, float]]] = {}
     for level in levels:
-        if level == "clip":
-            embs = {m: l2_normalize(present[m]) for m in order}
-        elif level == "video":
-            if video_ids is None:
-                raise ValueError("video_ids are required for the video level")
-            embs = {m: aggregate_by_video(present[m], video_ids, aggregation)[0] for m in order}
-        else:
-            raise ValueError(f"unknown level {level!r}; expected 'clip' or 'video'")
+        embs, keys = _level_inputs(level, present, video_ids, texts, aggregation)
+        repeated = keys is not None and len(set(keys)) < len(keys)
         level_out: dict[str, dict[str, float]] = {}
         for a in order:
             for b in order:
-                if a != b:
+                if a == b:
+                    continue
+                if repeated and "text" in (a, b):
+                    level_out[f"{a}→{b}"] = multi_relevant_metrics(
+                        embs[a], embs[b], keys, keys, ks, chunk_size=chunk_size, normalize=False
+                    )
+                else:
                     level_out[f"{a}→{b}"] = retrieval_metrics(
                         embs[a], embs[b], ks, chunk_size=chunk_size, normalize=False
                     )

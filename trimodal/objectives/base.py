@@ -61,6 +61,9 @@ class PairwiseObjective(nn.Module):
         "text-video": 1.0,
         "audio-video": 1.0,
     }
+    #: Whether ``forward`` reads ``features`` (the trainer then feeds the backbone features of
+    #: the same forward pass; see ``Trainer._loss_with_features``).
+    uses_features: ClassVar[bool] = False
 
     def __init__(
         self,

@@ -191,7 +191,9 @@ class NTXentObjective(PairwiseObjective):
             ``logit_scale`` passed to ``forward`` is ignored.
         pair_weights, gather: see :class:`~trimodal.objectives.base.PairwiseObjective`.
 
-    Raises ``ValueError`` for N < 2: the denominator would be an empty sum (log 0).
+    A batch of 1 has no negatives, so the denominator would be an empty sum (log 0 = −∞):
+    like the other objectives, the negative term is then 0 (reported once as a warning) and
+    each direction is ``−s_ii/τ``, which still pulls the pair together.
     Output components per pair: ``<x>_to_<y>``, ``<y>_to_<x>``.
     """
 
@@ -210,12 +212,18 @@ class NTXentObjective(PairwiseObjective):
     def pair_loss(self, x, y, *, names, logit_scale, features):
         sim = cosine_matrix(x, y) / self.temperature  # [N, N]
         n = sim.shape[0]
-        if n < 2:
-            raise ValueError(
-                "nt_xent needs a batch of at least 2: its denominator sums over the negatives "
-                "only, which a batch of 1 does not have"
-            )
         positive = sim.diagonal()
+        if n == 1:
+            self.warn_once(
+                "single",
+                f"{type(self).__name__}: batch of 1 has no negatives; the negative term is 0",
+            )
+            x_name, y_name = names
+            return {
+                "loss": -2.0 * positive.mean(),
+                f"{x_name}_to_{y_name}": -positive.mean(),
+                f"{y_name}_to_{x_name}": -positive.mean(),
+            }
         # -inf on the diagonal takes the positive out of the log-sum-exp (exp(-inf) = 0, and its
         # gradient is 0 too), which is the paper's indicator 1[k != i].
         negatives_only = sim.masked_fill(

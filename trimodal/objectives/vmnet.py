@@ -129,6 +129,8 @@ class VMNetTripletObjective(PairwiseObjective):
     ``structure_<x>`` (unweighted).
     """
 
+    uses_features = True
+
     def __init__(
         self,
         *,

@@ -19,6 +19,7 @@ What the research code got wrong and this loop does instead (docs/defects.md):
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import logging
@@ -26,7 +27,7 @@ import math
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -305,25 +306,72 @@ class Trainer:
         inputs["features"] = features
         return inputs
 
-    def _loss(self, embeddings: dict[str, torch.Tensor], logit_scale: torch.Tensor):
-        return self.objective(embeddings, logit_scale=logit_scale)
+    def _loss(
+        self,
+        embeddings: dict[str, torch.Tensor],
+        logit_scale: torch.Tensor,
+        features: dict[str, torch.Tensor] | None = None,
+    ):
+        """The objective on ``{modality: [B, D]}`` embeddings; ``features`` (``{modality:
+        [B, F_m]}`` backbone features of the same clips) feed ``vmnet_triplet``'s structure
+        terms."""
+        return self.objective(embeddings, logit_scale=logit_scale, features=features)
+
+    @contextlib.contextmanager
+    def _loss_with_features(self, inputs: dict[str, Any]) -> Iterator[Callable[..., Any]]:
+        """Yields the loss function of this micro-batch: ``(embeddings, logit_scale) ->
+        terms``; for objectives that compare embedding distances with input-feature distances
+        (``uses_features``: ``vmnet_triplet``'s structure terms) it passes the batch's backbone
+        features ``{modality: [B, F_m]}`` too.
+
+        Those are the features the model computes in the same forward pass: recorded with a
+        forward hook while the context is open (as :func:`trimodal.embedding.embed_batches`
+        does), or the cached features themselves for frozen channels (they skip the
+        backbone). Under gradient caching the backbone runs chunk by chunk, so the chunks are
+        concatenated; ``grad_cache_step`` calls the loss after embedding each chunk once and
+        before replaying any, so at that moment the record holds the batch exactly once.
+        """
+        if not getattr(self.objective, "uses_features", False):
+            yield lambda embeddings, logit_scale: self._loss(embeddings, logit_scale)
+            return
+        cached = dict(inputs.get("features") or {})
+        chunks: dict[str, list[torch.Tensor]] = {m: [] for m in self.unwrapped.modalities}
+
+        def record(modality: str) -> Callable:
+            def hook(module: Any, args: Any, output: torch.Tensor) -> None:
+                chunks[modality].append(output.detach())
+
+            return hook
+
+        def loss(embeddings: dict[str, torch.Tensor], logit_scale: torch.Tensor) -> Any:
+            features = {m: torch.cat(parts) for m, parts in chunks.items() if parts}
+            return self._loss(embeddings, logit_scale, {**features, **cached})
+
+        backbones = self.unwrapped.backbones
+        handles = [backbones[m].register_forward_hook(record(m)) for m in chunks]
+        try:
+            yield loss
+        finally:
+            for handle in handles:
+                handle.remove()
 
     def _forward_backward(self, inputs: dict[str, Any]) -> dict[str, torch.Tensor] | None:
         """Loss terms of one micro-batch after back-propagation, or ``None`` if non-finite."""
         chunk = self.config.train.grad_cache_chunk
-        if chunk:
-            terms = grad_cache_step(
-                self.model,
-                inputs,
-                self._loss,
-                chunk,
-                # The one backward from the loss: accumulation count and fp16 loss scale.
-                backward=self.accelerator.backward,
-                no_sync=lambda: self.accelerator.no_sync(self.model),
-            )
-        else:
-            out = self.model(**inputs)
-            terms = self._loss(out.embeddings, out.logit_scale)
+        with self._loss_with_features(inputs) as loss_fn:
+            if chunk:
+                terms = grad_cache_step(
+                    self.model,
+                    inputs,
+                    loss_fn,
+                    chunk,
+                    # The one backward from the loss: accumulation count and fp16 loss scale.
+                    backward=self.accelerator.backward,
+                    no_sync=lambda: self.accelerator.no_sync(self.model),
+                )
+            else:
+                out = self.model(**inputs)
+                terms = loss_fn(out.embeddings, out.logit_scale)
         if not self._all_finite(terms["loss"]):
             return None
         if not chunk:
@@ -631,29 +679,41 @@ def validation_metrics(
     (``video/audio-video/mean_R@10``), and the study's mean positive-pair cosine distance
     per pair.
 
+    Where texts repeat, the directions from and to text are multi-relevant
+    (:func:`trimodal.metrics.cross_modal_retrieval`): they give ``mAP`` and ``any@k``
+    (``clip/text→audio/any@10``, ``clip/text-audio/mean_mAP``) instead of ``R@k`` and ranks,
+    and the means over all directions (``clip/mean_R@10``) are over the directions that
+    have the metric. The audio-video keys never change.
+
     Args:
-        embeddings: the dev split's clip embeddings (:func:`trimodal.embedding.embed_batches`);
-            videos are pooled by :func:`trimodal.metrics.aggregate_by_video`, as everywhere.
+        embeddings: the dev split's clip embeddings (:func:`trimodal.embedding.embed_batches`,
+            with each clip's text); videos are pooled by
+            :func:`trimodal.metrics.aggregate_by_video`, as everywhere.
         modalities: the channels compared.
         ks: the R@k cut-offs.
     """
     present = {m: embeddings.embeddings[m] for m in modalities if m in embeddings.embeddings}
     pairs = pairs_among(present)
-    results = cross_modal_retrieval(present, embeddings.video_id, ks=tuple(ks))
+    texts = embeddings.texts or None
+    results = cross_modal_retrieval(present, embeddings.video_id, texts=texts, ks=tuple(ks))
+    names = [f"R@{k}" for k in ks] + ["median_rank", "mean_rank", "mAP"]
+    names += [f"any@{k}" for k in ks]
     flat: dict[str, float] = {}
     for level, directions in results.items():
-        for direction, values in directions.items():
-            if direction == "chance":
-                continue
-            for name in [f"R@{k}" for k in ks] + ["median_rank", "mean_rank"]:
-                flat[f"{level}/{direction}/{name}"] = float(values[name])
-        for name in [f"R@{k}" for k in ks] + ["median_rank"]:
-            vals = [v[name] for d, v in directions.items() if d != "chance"]
-            flat[f"{level}/mean_{name}"] = float(np.mean(vals))
+        rows = {d: v for d, v in directions.items() if d != "chance"}
+        for direction, values in rows.items():
+            for name in names:
+                if name in values:
+                    flat[f"{level}/{direction}/{name}"] = float(values[name])
+        for name in [n for n in names if n != "mean_rank"]:
+            vals = [v[name] for v in rows.values() if name in v]
+            if vals:
+                flat[f"{level}/mean_{name}"] = float(np.mean(vals))
             # Per pair, both directions: e.g. video/audio-video/mean_R@10.
             for a, b in pairs:
-                both = [directions[f"{a}→{b}"][name], directions[f"{b}→{a}"][name]]
-                flat[f"{level}/{a}-{b}/mean_{name}"] = float(np.mean(both))
+                both = [rows[f"{a}→{b}"].get(name), rows[f"{b}→{a}"].get(name)]
+                if None not in both:
+                    flat[f"{level}/{a}-{b}/mean_{name}"] = float(np.mean(both))
         flat[f"{level}/gallery_size"] = float(directions["chance"]["gallery_size"])
     distances = []
     for a, b in pairs:

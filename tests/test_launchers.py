@@ -15,6 +15,7 @@ left differs only in the order of floating-point sums.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import signal
@@ -25,6 +26,10 @@ import time
 from pathlib import Path
 
 import pytest
+from accelerate.state import AcceleratorState
+
+from trimodal.config import load_config
+from trimodal.training import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -66,8 +71,11 @@ def _command(prepared: Path, output: Path, processes: int, *extra: str) -> list[
     if processes > 1:
         launcher += ["-m", "torch.distributed.run", "--nproc_per_node", str(processes)]
         launcher += ["--master_addr", "127.0.0.1", "--master_port", str(_free_port())]
+    return [*launcher, str(REPO / "train.py"), *_options(prepared, output, *extra)]
+
+
+def _options(prepared: Path, output: Path, *extra: str) -> list[str]:
     return [
-        *launcher, str(REPO / "train.py"),
         "--data", str(prepared),
         "--output", str(output),
         "--model.preset", "tiny",
@@ -204,3 +212,50 @@ def test_two_processes_killed_and_resumed_follow_the_uninterrupted_schedule(
     resumed = _run_records(run, result.stderr)
     assert resumed["processes"] == 2
     _assert_same_run(resumed, two_processes)
+
+
+def test_exponential_schedule_multiplies_the_rate_by_gamma_once_per_epoch(prepared, tmp_path):
+    """The thesis's schedule through the real loop: 4 batches of 4 per epoch, ×γ per epoch."""
+    config = load_config(
+        None,
+        _options(
+            prepared, tmp_path / "run",
+            "--train.batch_size", "4",
+            "--train.lr_schedule", "exponential",
+            "--train.lr_gamma", "0.5",
+            "--train.warmup_ratio", "0",
+        ),
+    )  # fmt: skip
+    Trainer(config).fit()
+    records = _run_records(tmp_path / "run", "training on 1 process")
+    assert records["steps"] == list(range(1, 13))
+    assert records["lr"] == pytest.approx([1e-3 * 0.5 ** (s // 4) for s in records["steps"]])
+
+
+@pytest.fixture
+def fresh_accelerate_state():
+    """Accelerate keeps one precision per Python process; these tests set it afresh."""
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def test_the_launchers_mixed_precision_reaches_the_accelerator(
+    prepared, tmp_path, monkeypatch, caplog, fresh_accelerate_state
+):
+    """``accelerate launch --mixed_precision bf16`` (and ``accelerate config``) set
+    ``ACCELERATE_MIXED_PRECISION``; an unset ``train.mixed_precision`` keeps it, a set one
+    wins and says so."""
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    launcher = Trainer(load_config(None, _options(prepared, tmp_path / "launcher")))
+    assert launcher.config.train.mixed_precision is None
+    assert launcher.accelerator.mixed_precision == "bf16"
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    explicit = _options(prepared, tmp_path / "explicit", "--train.mixed_precision", "no")
+    with caplog.at_level(logging.INFO, logger="trimodal"):
+        overriding = Trainer(load_config(None, explicit))
+    assert overriding.accelerator.mixed_precision == "no"
+    assert "train.mixed_precision='no' overrides the launcher's mixed precision 'bf16'" in (
+        caplog.text
+    )

@@ -349,6 +349,9 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+_YAML_BOOLS = {False: ("no", "off", "false"), True: ("yes", "on", "true")}
+
+
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Return ``value`` checked (and losslessly converted) against type ``tp``."""
     origin = typing.get_origin(tp)
@@ -361,8 +364,15 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected a mapping for {tp.__name__}, got {value!r}")
         return from_dict(tp, value, prefix=key)
     if origin is Literal:
-        if value in typing.get_args(tp):
+        options = typing.get_args(tp)
+        if value in options:
             return value
+        if isinstance(value, bool):
+            # YAML 1.1 reads `no`, `off`, `yes`, `on` as booleans (`mixed_precision: no`):
+            # give a choice of words its word back.
+            words = [o for o in options if isinstance(o, str) and o in _YAML_BOOLS[value]]
+            if len(words) == 1:
+                return words[0]
         raise ConfigError(f"{key}: expected one of {_type_name(tp)}, got {value!r}")
     if origin in (Union, types.UnionType):
         for option in typing.get_args(tp):

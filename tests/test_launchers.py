@@ -14,6 +14,7 @@ left differs only in the order of floating-point sums.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -25,6 +26,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from accelerate.state import AcceleratorState
 
@@ -135,6 +137,18 @@ def _run_records(output: Path, log: str) -> dict:
     }
 
 
+def _kill_with_workers(pid: int) -> None:
+    """SIGKILL a launcher and its workers (torchrun starts them in sessions of their own, so
+    they outlive a killed launcher or process group) and wait until all are gone."""
+    launcher = psutil.Process(pid)
+    processes = [launcher, *launcher.children(recursive=True)]
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.send_signal(signal.SIGKILL)
+    _, alive = psutil.wait_procs(processes, timeout=60)
+    assert not alive, f"still running after SIGKILL: {alive}"
+
+
 def _assert_same_run(got: dict, expected: dict) -> None:
     assert got["steps"] == expected["steps"]
     assert got["lr"] == pytest.approx(expected["lr"], rel=1e-12, abs=1e-15)
@@ -190,14 +204,13 @@ def test_two_processes_killed_and_resumed_follow_the_uninterrupted_schedule(
         env=_env(run),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        start_new_session=True,  # the launcher and its two workers: one group to kill
     )
     deadline = time.time() + 300
     while not (run / "checkpoints" / "checkpoint_2").is_dir():
         assert process.poll() is None, "training ended before its first checkpoint"
         assert time.time() < deadline
         time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGKILL)
+    _kill_with_workers(process.pid)
     process.wait()
     assert not (run / "last").exists(), "the run finished before it was killed"
 
@@ -209,7 +222,8 @@ def test_two_processes_killed_and_resumed_follow_the_uninterrupted_schedule(
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-4000:]
-    assert "resumed from" in result.stderr
+    resumed_at = re.search(r"resumed from .* step (\d+)", result.stderr)
+    assert resumed_at and int(resumed_at.group(1)) < 6, "nothing left to resume"
     resumed = _run_records(run, result.stderr)
     assert resumed["processes"] == 2
     _assert_same_run(resumed, two_processes)

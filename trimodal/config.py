@@ -191,7 +191,11 @@ class TrainConfig:
     ``batch_size`` is per process; the effective batch is ``batch_size × processes ×
     gradient_accumulation_steps``, but contrastive negatives come from ``batch_size ×
     processes`` only (accumulation does not add negatives; gradient caching does, see
-    ``grad_cache_chunk``). ``checkpoint_every`` counts optimiser steps; ``resume`` is
+    ``grad_cache_chunk``). The loader draws global batches of ``batch_size × processes``
+    and splits them, so P processes take the optimiser steps, at the same learning rates, of
+    one process with batch ``batch_size × P``. ``mixed_precision`` unset (``None``) is the
+    launcher's (``accelerate launch --mixed_precision``, ``accelerate config``); a value here
+    overrides it, with a warning. ``checkpoint_every`` counts optimiser steps; ``resume`` is
     ``"latest"`` or a checkpoint directory. ``select_metric`` picks the best checkpoint among
     the validation metrics (``video/mean_R@10``: mean R@10 over all retrieval directions at
     video level; ``mean_positive_distance`` with ``select_mode: min`` is the study's rule).
@@ -218,7 +222,7 @@ class TrainConfig:
     lr_schedule: Literal["linear", "exponential", "constant"] = "linear"
     lr_gamma: float = 0.95
     max_grad_norm: float = 2.0
-    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    mixed_precision: Literal["no", "fp16", "bf16"] | None = None
     seed: int = 0
     max_steps: int | None = None
     grad_cache_chunk: int | None = None
@@ -345,6 +349,9 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+_YAML_BOOLS = {False: ("no", "off", "false"), True: ("yes", "on", "true")}
+
+
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Return ``value`` checked (and losslessly converted) against type ``tp``."""
     origin = typing.get_origin(tp)
@@ -357,8 +364,15 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected a mapping for {tp.__name__}, got {value!r}")
         return from_dict(tp, value, prefix=key)
     if origin is Literal:
-        if value in typing.get_args(tp):
+        options = typing.get_args(tp)
+        if value in options:
             return value
+        if isinstance(value, bool):
+            # YAML 1.1 reads `no`, `off`, `yes`, `on` as booleans (`mixed_precision: no`):
+            # give a choice of words its word back.
+            words = [o for o in options if isinstance(o, str) and o in _YAML_BOOLS[value]]
+            if len(words) == 1:
+                return words[0]
         raise ConfigError(f"{key}: expected one of {_type_name(tp)}, got {value!r}")
     if origin in (Union, types.UnionType):
         for option in typing.get_args(tp):

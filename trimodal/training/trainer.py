@@ -1,10 +1,11 @@
 """The training loop: Accelerate's canonical shape, with exact resume and large batches.
 
 Read top to bottom: :class:`Trainer` builds the model, data, objective, optimiser and
-scheduler from an :class:`~trimodal.config.ExperimentConfig`, hands them to
-``accelerator.prepare``, then :meth:`Trainer.fit` runs epochs of accumulated optimiser steps,
-validates on the dev split a few times per epoch, saves the best and last models with
-``save_pretrained`` and the full training state with ``accelerator.save_state``.
+scheduler from an :class:`~trimodal.config.ExperimentConfig`, hands all but the scheduler to
+``accelerator.prepare`` (the loop steps the scheduler, once per optimiser step), then
+:meth:`Trainer.fit` runs epochs of accumulated optimiser steps, validates on the dev split a
+few times per epoch, saves the best and last models with ``save_pretrained`` and the full
+training state with ``accelerator.save_state``.
 
 What the research code got wrong and this loop does instead (docs/defects.md):
 
@@ -122,7 +123,8 @@ class Trainer:
     Args:
         config: the experiment.
         model: a model to train instead of building one from ``config.model``.
-        accelerator: an Accelerator to use instead of creating one.
+        accelerator: an Accelerator to use instead of creating one; on several processes it
+            must split batches (``DataLoaderConfiguration(split_batches=True)``).
     """
 
     def __init__(
@@ -136,15 +138,12 @@ class Trainer:
         self.output_dir = Path(train_cfg.output_dir)
         if not config.data.prepared_dir:
             raise ValueError("data.prepared_dir is not set (give --data PREPARED_DIR)")
-        self.accelerator = accelerator or Accelerator(
-            gradient_accumulation_steps=train_cfg.gradient_accumulation_steps,
-            mixed_precision=train_cfg.mixed_precision,
-            log_with=self._trackers(),
-            project_config=ProjectConfiguration(project_dir=str(self.output_dir)),
-            # Objectives that ignore the logit scale leave it unused in the graph.
-            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
-            dataloader_config=DataLoaderConfiguration(even_batches=True),
-        )
+        self.accelerator = accelerator or self._build_accelerator()
+        if self.accelerator.num_processes > 1 and not self.accelerator.split_batches:
+            raise ValueError(
+                "the Trainer shards global batches (one clip per video across all processes): "
+                "give it an Accelerator with DataLoaderConfiguration(split_batches=True)"
+            )
         seed_everything(train_cfg.seed)
         self.model = model if model is not None else build_model(config.model)
         self.objective = get_objective(config.objective, **self._objective_options())
@@ -153,12 +152,14 @@ class Trainer:
         train_loader, dev_loader = self._build_loaders()
         self._build_optimisation(len(train_loader))
 
-        (self.model, self.optimizer, self.train_loader, self.dev_loader, self.scheduler) = (
-            self.accelerator.prepare(
-                self.model, self.optimizer, train_loader, dev_loader, self.scheduler
-            )
+        # The scheduler is not prepared: Accelerate's wrapper would step it once per process
+        # per call. The loop steps it, once per optimiser step (`_optimizer_step`), and it is
+        # checkpointed beside the loop state so a resumed run continues the same schedule.
+        (self.model, self.optimizer, self.train_loader, self.dev_loader) = self.accelerator.prepare(
+            self.model, self.optimizer, train_loader, dev_loader
         )
         self.accelerator.register_for_checkpointing(self.state)
+        self.accelerator.register_for_checkpointing(self.scheduler)
         self.feature_cache = self._feature_cache(
             "train", self.train_set, views=train_cfg.feature_cache_views
         )
@@ -167,21 +168,58 @@ class Trainer:
 
     # ------------------------------------------------------------------ setup helpers
 
+    def _build_accelerator(self) -> Accelerator:
+        """The run's Accelerator. ``train.mixed_precision`` unset leaves the precision to the
+        launcher (``accelerate launch --mixed_precision``, ``accelerate config``: both set
+        ``ACCELERATE_MIXED_PRECISION``); a value in the config wins, and says so."""
+        train_cfg = self.config.train
+        precision = train_cfg.mixed_precision
+        launcher = os.environ.get("ACCELERATE_MIXED_PRECISION")
+        if precision is not None and launcher is not None and launcher != precision:
+            logger.warning(
+                "train.mixed_precision=%r overrides the launcher's mixed precision %r "
+                "(ACCELERATE_MIXED_PRECISION)",
+                precision,
+                launcher,
+            )
+        elif precision is not None:
+            logger.info("mixed precision %r from train.mixed_precision", precision)
+        return Accelerator(
+            gradient_accumulation_steps=train_cfg.gradient_accumulation_steps,
+            mixed_precision=precision,
+            log_with=self._trackers(),
+            project_config=ProjectConfiguration(project_dir=str(self.output_dir)),
+            # Objectives that ignore the logit scale leave it unused in the graph.
+            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+            # The loaders yield global batches, split over the processes: P processes see
+            # the batches one process would, so the step count and schedule do not depend
+            # on P (see `_build_loaders`).
+            dataloader_config=DataLoaderConfiguration(split_batches=True, even_batches=True),
+        )
+
     def _build_loaders(
         self,
     ) -> tuple[torch.utils.data.DataLoader, torch.utils.data.DataLoader]:
         """The train and dev loaders; the model's channels decide sample rate, frame size and
-        frame count."""
+        frame count.
+
+        Both yield *global* batches (``batch_size × processes``) that the prepared loaders
+        split, ``batch_size`` to each process: the batches, their count and so the schedule
+        are those of one process with the whole batch, and no two clips of one video meet
+        in a batch across processes either (their negatives are gathered).
+        """
         config, train_cfg = self.config, self.config.train
+        processes = self.accelerator.num_processes
+        global_batch = train_cfg.batch_size * processes
         data_options = self.data_options = model_data_options(self.model)
         self.train_set = PreparedClips.from_config(config.data, "train", True, **data_options)
         self.dev_set = PreparedClips.from_config(config.data, "dev", False, **data_options)
         self.batch_sampler = VideoBatchSampler(
             self.train_set.video_ids,
-            train_cfg.batch_size,
+            global_batch,
             shuffle=True,
             seed=train_cfg.seed,
-            drop_last=len(self.train_set) > train_cfg.batch_size,
+            drop_last=len(self.train_set) > global_batch,
             yield_epoch=True,
         )
         # Own generators: creating a loader iterator must not draw from the global RNG, or a
@@ -195,7 +233,7 @@ class Trainer:
         )
         dev_loader = torch.utils.data.DataLoader(
             _Indexed(self.dev_set),
-            batch_size=config.eval.batch_size,
+            batch_size=config.eval.batch_size * processes,
             collate_fn=collate_clips,
             num_workers=config.data.num_workers,
             generator=torch.Generator().manual_seed(train_cfg.seed),
@@ -204,17 +242,23 @@ class Trainer:
             raise ValueError(
                 f"no training batch: the train split has {len(self.train_set)} clips of "
                 f"{len(set(self.train_set.video_ids))} videos, and a batch holds at most one "
-                f"clip per video; lower train.batch_size (now {train_cfg.batch_size})"
+                f"clip per video; lower train.batch_size (now {train_cfg.batch_size} per "
+                f"process, {processes} processes)"
             )
         return train_loader, dev_loader
 
     def _build_optimisation(self, train_batches: int) -> None:
-        """The optimiser and the scheduler, sized in optimiser steps per process."""
+        """The optimiser and the scheduler, sized in optimiser steps.
+
+        ``train_batches`` counts global batches, which every process sees (its share of
+        each), so an epoch is ``ceil(batches / accumulation)`` optimiser steps whatever the
+        number of processes: the same count, and the same rate at every step, as one process
+        with the whole batch.
+        """
         train_cfg = self.config.train
         self.optimizer = build_optimizer(self.model, train_cfg)
-        batches_per_epoch = train_batches // self.accelerator.num_processes
         self.steps_per_epoch = max(
-            1, math.ceil(batches_per_epoch / train_cfg.gradient_accumulation_steps)
+            1, math.ceil(train_batches / train_cfg.gradient_accumulation_steps)
         )
         self.total_steps = self.steps_per_epoch * train_cfg.epochs
         if train_cfg.max_steps is not None:
@@ -442,6 +486,14 @@ class Trainer:
         acc.init_trackers("trimodal")
         if cfg.resume:
             self.resume(cfg.resume)
+        if acc.is_main_process:
+            logger.info(
+                "training on %d process(es), mixed precision %s: %d optimiser steps, %d per epoch",
+                acc.num_processes,
+                acc.mixed_precision,
+                self.total_steps,
+                self.steps_per_epoch,
+            )
         if cfg.head_autoencoder_epochs and self.state.global_step == 0:
             self._pretrain_heads()
         metrics: dict[str, Any] = {}

@@ -106,3 +106,21 @@ def assert_same_output(a: Path, b: Path) -> None:
     assert (a / "skipped.jsonl").read_text() == (b / "skipped.jsonl").read_text()
     sa, sb = (json.loads((p / "summary.json").read_text()) for p in (a, b))
     assert sa == sb
+
+
+def prepared_training_corpus(root: Path, train_videos: int) -> Path:
+    """``train_videos`` + 2 synthetic 9–10-s videos (the last two: one dev, one test) prepared
+    with the demo's settings (two 4-s clips a video) for the tiny presets; returns the
+    prepared directory."""
+    from trimodal.cli import demo_data_config
+    from trimodal.prepare import prepare
+
+    generate_corpus(
+        root / "corpus", train_videos + 2, seed=3, opts=SynthOptions(min_seconds=9, max_seconds=10)
+    )
+    records = read_corpus(root / "corpus")
+    for record, split in zip(records, ["train"] * train_videos + ["dev", "test"]):
+        record.split = split
+    write_corpus(root / "corpus", records)
+    prepare(root / "corpus", root / "prepared", demo_data_config(), show_progress=False)
+    return root / "prepared"

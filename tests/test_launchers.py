@@ -29,6 +29,7 @@ from pathlib import Path
 import psutil
 import pytest
 from accelerate.state import AcceleratorState
+from data_fixtures import prepared_training_corpus
 
 from trimodal.config import load_config
 from trimodal.training import Trainer
@@ -47,19 +48,7 @@ LOSS_RTOL = 1e-4
 def prepared(tmp_path_factory) -> Path:
     """Ten synthetic videos of two clips (8 train, 1 dev, 1 test): a batch of 8 distinct
     videos, twice per epoch."""
-    from trimodal.cli import demo_data_config
-    from trimodal.prepare import prepare
-    from trimodal.prepare.corpus import read_corpus, write_corpus
-    from trimodal.prepare.synthetic import SynthOptions, generate_corpus
-
-    root = tmp_path_factory.mktemp("launch_data")
-    generate_corpus(root / "corpus", 10, seed=3, opts=SynthOptions(min_seconds=9, max_seconds=10))
-    records = read_corpus(root / "corpus")
-    for record, split in zip(records, ["train"] * 8 + ["dev", "test"]):
-        record.split = split
-    write_corpus(root / "corpus", records)
-    prepare(root / "corpus", root / "prepared", demo_data_config(), show_progress=False)
-    return root / "prepared"
+    return prepared_training_corpus(tmp_path_factory.mktemp("launch_data"), 8)
 
 
 def _free_port() -> int:

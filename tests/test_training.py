@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from data_fixtures import prepared_training_corpus
 from safetensors.torch import load_file
 
 from trimodal import build_model
@@ -26,19 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory) -> Path:
     """Six short synthetic videos (4 train, 1 dev, 1 test) prepared for the tiny presets."""
-    from trimodal.cli import demo_data_config
-    from trimodal.prepare import prepare
-    from trimodal.prepare.corpus import read_corpus, write_corpus
-    from trimodal.prepare.synthetic import SynthOptions, generate_corpus
-
-    root = tmp_path_factory.mktemp("train_data")
-    generate_corpus(root / "corpus", 6, seed=3, opts=SynthOptions(min_seconds=9, max_seconds=10))
-    records = read_corpus(root / "corpus")
-    for record, split in zip(records, ["train"] * 4 + ["dev", "test"]):
-        record.split = split
-    write_corpus(root / "corpus", records)
-    prepare(root / "corpus", root / "prepared", demo_data_config(), show_progress=False)
-    return root / "prepared"
+    return prepared_training_corpus(tmp_path_factory.mktemp("train_data"), 4)
 
 
 def _config(prepared: Path, output: Path, *overrides: str):

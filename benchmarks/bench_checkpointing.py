@@ -28,12 +28,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 
-from bench_grad_cache import MiB, PeakSampler, _measure
+from bench_grad_cache import MiB, PeakSampler, _measure, run_json_worker
 
 
 def _model(checkpointing: bool):
@@ -92,12 +91,9 @@ def _run_worker(checkpointing: bool, args: argparse.Namespace, cache: str) -> di
     cmd += ["--clips", str(args.clips), "--seed", str(args.seed)]
     # A private cache: the tiny BPEmb is generated there, not in the user's ~/.cache.
     env = {**os.environ, "TRIMODAL_CACHE": cache}
-    if args.mmap_threshold is not None:
-        env["MALLOC_MMAP_THRESHOLD_"] = str(args.mmap_threshold)
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        raise RuntimeError(f"worker checkpointing={checkpointing} failed:\n{proc.stderr[-4000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_json_worker(
+        cmd, args.mmap_threshold, f"worker checkpointing={checkpointing}", env=env
+    )
 
 
 def _report(plain: dict, checkpointed: dict) -> str:

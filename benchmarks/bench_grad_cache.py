@@ -300,12 +300,20 @@ def _run_worker(mode: str, args: argparse.Namespace, *extra: str) -> dict:
         "loss_block",
     ):  # fmt: skip
         cmd += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
-    env = dict(os.environ)
-    if args.mmap_threshold is not None:
-        env["MALLOC_MMAP_THRESHOLD_"] = str(args.mmap_threshold)
+    return run_json_worker(cmd, args.mmap_threshold, f"worker {mode} {extra}")
+
+
+def run_json_worker(
+    cmd: list[str], mmap_threshold: int | None, what: str, env: dict[str, str] | None = None
+) -> dict:
+    """Run one measurement in a fresh process (its own peak memory) and return the JSON
+    object on its last output line; ``mmap_threshold`` sets glibc's ``MALLOC_MMAP_THRESHOLD_``."""
+    env = dict(os.environ if env is None else env)
+    if mmap_threshold is not None:
+        env["MALLOC_MMAP_THRESHOLD_"] = str(mmap_threshold)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
-        raise RuntimeError(f"worker {mode} {extra} failed:\n{proc.stderr[-4000:]}")
+        raise RuntimeError(f"{what} failed:\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 

@@ -3,7 +3,8 @@
 ::
 
     python -m data_prep prepare --corpus CORPUS --out PREPARED [--config YAML] [--workers N]
-        [--clip-seconds 8] [--scheme clips|segments] [--seed 0] [--keep-work] [--force]
+        [--clip-seconds 8] [--scheme clips|segments] [--seed 0] [--decoder auto|pyav|decord]
+        [--keep-work] [--force]
 
 For every usable video of ``CORPUS/videos.jsonl`` (:mod:`trimodal.prepare.corpus`):
 
@@ -26,10 +27,13 @@ For every usable video of ``CORPUS/videos.jsonl`` (:mod:`trimodal.prepare.corpus
    copied, not re-encoded); a bigger one is made of the videos' shards themselves (hard
    links: nothing is written twice), up to 10,000 videos, else of copied 500-MB files.
 
-Decoding uses decord (frames and resampled audio) after a PyAV probe, in worker processes
-forked from a ``forkserver`` that has imported the decoding libraries once (the workers
-import neither torch nor ``datasets``): a file that crashes the decoder kills a worker, not
-the run (the crashed video is retried alone and then skipped). Every video that cannot be
+Decoding (:mod:`trimodal.media`): PyAV probes every file (durations from timestamps, the
+display rotation) and reads the audio; the frames are read by ``--decoder``: ``auto`` (the
+default: decord where it is installed, PyAV for each file decord cannot read), ``pyav`` or
+``decord``. It runs in worker processes forked from a ``forkserver`` that has imported the
+decoding libraries once (the workers import neither torch nor ``datasets``): a file that
+crashes the decoder kills a worker, not the run (the crashed video is retried alone and
+then skipped). Every video that cannot be
 used — malformed record, unsafe id, unknown label, missing/empty/truncated/unreadable media,
 no audio or video stream, shorter than one clip, outside every age range — is listed in
 ``skipped.jsonl`` with its reason and counted in the summary.
@@ -49,6 +53,7 @@ import dataclasses
 import json
 import sys
 
+from trimodal.media import DECODERS
 from trimodal.prepare import CorpusError, PrepareError, load_data_config, prepare
 
 
@@ -60,6 +65,7 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "split_by": args.split_by,
         "frame_dtype": args.frame_dtype,
+        "decoder": args.decoder,
     }
     if args.dense_train:
         overrides["sparse_train"] = False
@@ -98,6 +104,12 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--split-by", choices=["hash", "age"], default=None)
     p.add_argument("--frame-dtype", choices=["uint8", "float16"], default=None)
+    p.add_argument(
+        "--decoder",
+        choices=list(DECODERS),
+        default=None,
+        help="backend that reads the frames (default: the config's, auto)",
+    )
     p.add_argument("--dense-train", action="store_true", help="keep every train clip")
     p.add_argument("--keep-work", action="store_true", help="keep the per-video shards")
     p.add_argument("--force", action="store_true", help="redo even if already prepared")

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from trimodal.config import DataConfig
@@ -54,6 +55,27 @@ def prepared_reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, 
         prepare(corpus, base / "prepared", config, show_progress=False)
         _cache["ref"] = (corpus, base / "prepared", config)
     return _cache["ref"]
+
+
+def whole_track_audio(path: str | Path, rate: int) -> np.ndarray:
+    """float32 [S]: the first audio stream of ``path``, mono at ``rate``, resampled in one
+    piece (the library streams it decoded frame by decoded frame; this is the reference)."""
+    import av
+
+    with av.open(str(path)) as container:
+        frames = list(container.decode(container.streams.audio[0]))
+    first = frames[0]
+    scale = {"flt": 1.0, "s16": 32768.0, "s32": 2147483648.0}[first.format.name.rstrip("p")]
+    chunks = [f.to_ndarray().astype(np.float32) / scale for f in frames]
+    if not first.format.is_planar:  # packed [1, S * C] → planar [C, S]
+        chunks = [c.reshape(-1, len(first.layout.channels)).T for c in chunks]
+    whole = av.AudioFrame.from_ndarray(
+        np.ascontiguousarray(np.concatenate(chunks, axis=1)), "fltp", first.layout.name
+    )
+    whole.sample_rate = first.sample_rate
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+    out = resampler.resample(whole) + resampler.resample(None)
+    return np.concatenate([f.to_ndarray().reshape(-1) for f in out])
 
 
 def write_config(path: Path, config: DataConfig) -> Path:

@@ -42,6 +42,7 @@ PACKAGE_LAYERS = {
     "modeling": MODEL,
     "embedding": ENGINE,
     "evaluation": ENGINE,
+    "media": ENGINE,
     "prepare": ENGINE,
     "search": ENGINE,
     "training": ENGINE,

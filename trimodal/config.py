@@ -138,6 +138,9 @@ class DataConfig:
     - ``label_vocabulary``: label names (``label_ids`` index into it); ``None``: the 45
       YouTube-8M music labels. A record with a name outside it is skipped.
     - ``prepare_workers``: decoding processes.
+    - ``decoder``: the backend that reads the frames (:mod:`trimodal.media`): ``"auto"``
+      (decord where it is installed, PyAV for each file decord cannot read), ``"pyav"``
+      or ``"decord"``. Audio is always read by PyAV.
 
     Loading (:class:`trimodal.data.PreparedClips`):
 
@@ -175,6 +178,7 @@ class DataConfig:
     audio_rates: list[int] = dataclasses.field(default_factory=lambda: [48000, 16000])
     label_vocabulary: list[str] | None = None
     prepare_workers: int = 2
+    decoder: Literal["auto", "pyav", "decord"] = "auto"
     # -- loading
     audio_rate: int = 48000
     video_size: int = 224

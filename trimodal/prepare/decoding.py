@@ -1,19 +1,20 @@
-"""Decoding one media file: the waveforms and the frames a video's clips are cut from.
+"""Decoding one video for ``prepare``: its duration, clip waveforms and square frames.
 
-The interface is one function, :func:`decode_media`, which a backend implements::
+The interface is one function, :func:`decode_media`, on top of :mod:`trimodal.media` (the
+decoding layer every command shares: backends, timing, rotation, bounded memory)::
 
-    media = decode_media(video_path, audio_path, side=256, audio_rates=[48000, 16000])
-    media.duration_s          # seconds that every stream covers
-    media.waves[48000]        # float32 [S] mono waveform of the whole track at 48 kHz
-    media.frames_at(times)    # uint8 [T, 3, side, side]: the centred square of the frames
-                              # shown at ``times`` (float64 [T], seconds)
+    media = decode_media(video_path, audio_path, side=256, audio_rates=[48000, 16000],
+                         decoder="auto")
+    media.duration_s            # seconds that every stream covers (from timestamps)
+    media.audio_at(48000, a, n) # float32 [n]: mono samples a .. a + n at 48 kHz
+    media.frames_at(times)      # uint8 [T, 3, side, side]: the centred square of the frames
+                                # shown at ``times`` (float64 [T], seconds), upright
+    media.decoder, media.fallback  # the backend that read the frames, why not decord
 
 It raises :class:`~trimodal.prepare.errors.VideoSkipped` for media it cannot use
-(``unreadable``, ``no_video_stream``, ``no_audio_stream``). The backend here is decord:
-PyAV only probes the container (cheap, and it tells a missing stream from a broken file),
-decord decodes, scaling while decoding (FFmpeg's swscale) so that the short side becomes
-``side``, and resamples the audio to each rate. :func:`downscale` then makes the smaller
-stored sizes from the largest one.
+(``unreadable``, ``no_video_stream``, ``no_audio_stream``). Read the clips in increasing
+time: the audio is decoded forward and only the samples not yet read are held.
+:func:`downscale` then makes the smaller stored sizes from the largest one.
 
 Runs in the decoding worker processes: torch is imported only for a non-integer downscale.
 """
@@ -22,10 +23,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import numpy as np
 
+from trimodal.media import Media, MediaError, open_media
 from trimodal.prepare.errors import VideoSkipped
 
 
@@ -34,85 +35,44 @@ class DecodedMedia:
     """One video's decoded streams (see the module docstring for the shapes)."""
 
     duration_s: float
-    waves: dict[int, np.ndarray]
+    audio_at: Callable[[int, int, int], np.ndarray]
     frames_at: Callable[[np.ndarray], np.ndarray]
+    media: Media
+
+    @property
+    def decoder(self) -> str:
+        return self.media.decoder
+
+    @property
+    def fallback(self) -> str | None:
+        return self.media.fallback
+
+    def close(self) -> None:
+        self.media.close()
 
 
 def decode_media(
-    video_path: str, audio_path: str, side: int, audio_rates: Sequence[int]
+    video_path: str,
+    audio_path: str,
+    side: int,
+    audio_rates: Sequence[int],
+    decoder: str = "auto",
 ) -> DecodedMedia:
-    """Open ``video_path`` (frames) and ``audio_path`` (sound; often the same file) with decord."""
-    import decord
-
-    info = _probe(video_path, "video")
-    _probe(audio_path, "audio")
-    width, height = decode_size(info["width"], info["height"], side)
+    """Open ``video_path`` (frames) and ``audio_path`` (sound; often the same file)."""
     try:
-        vr = decord.VideoReader(
-            video_path, ctx=decord.cpu(0), width=width, height=height, num_threads=1
-        )
-        n_frames, fps = len(vr), float(vr.get_avg_fps())
-    except Exception as err:
-        raise VideoSkipped("unreadable", f"video: {type(err).__name__}: {err}") from err
-    if n_frames < 1 or not fps > 0:
-        raise VideoSkipped("unreadable", f"video has {n_frames} frames at {fps} fps")
-    waves = {rate: _read_audio(audio_path, rate) for rate in audio_rates}
-    duration = min([n_frames / fps] + [len(w) / r for r, w in waves.items()])
+        media = open_media(video_path, audio_path, audio_rates, decoder)
+    except MediaError as err:
+        raise VideoSkipped(err.reason, err.detail) from err
 
     def frames_at(times: np.ndarray) -> np.ndarray:
-        # The frame on screen at each time (the last one past the end).
-        fidx = np.minimum(np.floor(times * fps).astype(np.int64), n_frames - 1)
-        return centre_square(vr.get_batch(fidx.tolist()).asnumpy(), side)
+        return centre_square(media.frames_at(times, side), side)
 
-    return DecodedMedia(duration_s=duration, waves=waves, frames_at=frames_at)
-
-
-def _read_audio(path: str, rate: int) -> np.ndarray:
-    """The whole track of ``path`` as a mono waveform at ``rate`` Hz (float32 [S])."""
-    import decord
-
-    try:
-        ar = decord.AudioReader(path, ctx=decord.cpu(0), sample_rate=rate, mono=True)
-        # The reader decodes the whole track into ``_array`` on construction; ``ar[:]``
-        # would copy it again through a Python list of indices (seconds per track).
-        wave = ar._array if hasattr(ar, "_array") else ar[:].asnumpy()
-    except Exception as err:
-        raise VideoSkipped("unreadable", f"audio: {type(err).__name__}: {err}") from err
-    # Clipped and converted per clip by the caller: only the samples that are kept.
-    return wave.reshape(-1)
-
-
-def _probe(path: str, want: str) -> dict[str, Any]:
-    """Check that ``path`` opens with PyAV and has a ``want`` stream; return its properties.
-
-    Raises ``VideoSkipped`` (``unreadable`` or ``no_<want>_stream``) otherwise. Cheap: it
-    reads the container header, not the media.
-    """
-    import av
-
-    try:
-        with av.open(path) as container:
-            streams = [s for s in container.streams if s.type == want]
-            if not streams:
-                raise VideoSkipped(f"no_{want}_stream", f"{path} has no {want} stream")
-            stream = streams[0]
-            info: dict[str, Any] = {}
-            if want == "video":
-                info["width"] = int(stream.codec_context.width or 0)
-                info["height"] = int(stream.codec_context.height or 0)
-                if info["width"] < 1 or info["height"] < 1:
-                    raise VideoSkipped("unreadable", f"{path}: video stream has no frame size")
-            return info
-    except VideoSkipped:
-        raise
-    except Exception as err:  # PyAV raises many error types for broken files
-        raise VideoSkipped("unreadable", f"{type(err).__name__}: {err}") from err
-
-
-def decode_size(width: int, height: int, side: int) -> tuple[int, int]:
-    """(width, height) that scales the short side to ``side``, keeping the aspect ratio."""
-    scale = side / min(width, height)
-    return max(side, int(round(width * scale))), max(side, int(round(height * scale)))
+    return DecodedMedia(
+        duration_s=media.info.duration_s,
+        audio_at=media.audio_at,
+        frames_at=frames_at,
+        media=media,
+    )
 
 
 def centre_square(frames: np.ndarray, side: int) -> np.ndarray:

@@ -29,6 +29,7 @@ from typing import Any
 
 from trimodal.config import DataConfig
 from trimodal.data.schema import SPLITS, clip_features, media_stamp
+from trimodal.media import resolve_decoder
 from trimodal.prepare.assembly import (
     WORK_DIR,
     assemble_splits,
@@ -85,11 +86,14 @@ def prepare(
     vocabulary = label_vocabulary(config)
     corpus_bytes, records, errors = _read(corpus_dir)
     settings = preparation_settings(config)
+    # Backends may differ in the frames they give: the one that reads the frames first is
+    # part of what the prepared data depends on (``auto`` resolves by what is installed).
+    keyed = {**settings, "frames_backend": resolve_decoder(config.decoder)}
     stamps = {
         r.video_id: (media_stamp(r.media_path(corpus_dir)), media_stamp(r.audio_path(corpus_dir)))
         for r in records
     }
-    fingerprint = preparation_fingerprint(settings, corpus_bytes, list(stamps.values()))
+    fingerprint = preparation_fingerprint(keyed, corpus_bytes, list(stamps.values()))
     old = None if force else previous_summary(out_dir, fingerprint)
     if old is not None:
         print(f"{out_dir} is already prepared from this corpus and config (use --force to redo)")
@@ -196,6 +200,7 @@ def _plan_tasks(
         train_ids = [v for v, s in splits.items() if s == "train"]
         fractions = assign_keep_fractions(train_ids, config.sparse_fractions, config.seed)
     settings = preparation_settings(config)
+    backend = resolve_decoder(config.decoder)  # as in ``prepare``'s fingerprint
     vocab_ids = {name: i for i, name in enumerate(vocabulary)}
     tasks: list[VideoTask] = []
     for record in sorted(usable, key=lambda r: r.video_id):
@@ -211,7 +216,7 @@ def _plan_tasks(
             "title": record.title,
             "published_at": record.published_at,
         }
-        key_fields = {**fields, "config": settings, "vocabulary": vocabulary}
+        key_fields = {**fields, "config": settings, "vocabulary": vocabulary, "backend": backend}
         key = task_key(key_fields, stamps[record.video_id])
         shard, skip_marker = shard_paths(work_dir, record.video_id, key)
         tasks.append(
@@ -265,9 +270,13 @@ def _report(summary: dict[str, Any], results: dict[str, dict[str, Any]], decode_
     """One line on stderr: what was prepared, skipped and reused."""
     reused = sum(1 for r in results.values() if r.get("reused"))
     counts = ", ".join(f"{s}: {summary['splits'][s]['clips']} clips" for s in SPLITS)
+    backends = Counter(r["decoder"] for r in results.values() if "decoder" in r)
+    fallbacks = sum(1 for r in results.values() if r.get("fallback"))
+    by = ", ".join(f"{n} by {name}" for name, n in sorted(backends.items()))
     print(
         f"prepared {summary['videos_prepared']} videos ({counts}), "
         f"skipped {summary['videos_skipped']}, reused {reused} finished videos, "
-        f"decoding took {decode_s:.1f} s",
+        f"decoding took {decode_s:.1f} s (frames read: {by or 'none'}; "
+        f"{fallbacks} fell back from decord to PyAV)",
         file=sys.stderr,
     )

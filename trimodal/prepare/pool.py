@@ -1,6 +1,6 @@
 """The decoding worker pool: runs the per-video work in processes and survives their crashes.
 
-A media file can crash the decoder (decord can segfault on broken media) or the OOM killer
+A media file can crash a decoder (decord or FFmpeg can segfault on broken media) or the OOM killer
 can take a worker: that must cost the run one video, not the run. :func:`run_pool` runs the
 work function over the tasks in a ``ProcessPoolExecutor``; when a worker dies the pool
 breaks, the videos that may have been running are retried one by one in a pool of their own
@@ -22,10 +22,13 @@ import multiprocessing
 from collections.abc import Callable
 from typing import Any
 
+from trimodal.media import decord_available
 from trimodal.prepare.shards import VideoTask, process_video, skip_result
 
-# Modules the forkserver imports once, so that each worker starts without importing them.
-PRELOAD = ["trimodal.prepare.shards", "trimodal.data.schema", "numpy", "pyarrow", "av", "decord"]
+# Modules the forkserver imports once, so that each worker starts without importing them
+# (decord only where it is installed and not disabled).
+PRELOAD = ["trimodal.prepare.shards", "trimodal.data.schema", "numpy", "pyarrow", "av", "PIL.Image"]
+PRELOAD += ["decord"] if decord_available() else []
 # A fresh pool for every TASKS_PER_POOL videos per worker bounds the memory a worker can
 # leak (decord leaks with many readers). `max_tasks_per_child` would do the same, but on
 # Python < 3.13 the executor can hang when a worker retires with tasks still queued.

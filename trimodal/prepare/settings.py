@@ -17,6 +17,7 @@ from typing import Any
 
 from trimodal.config import DataConfig, from_dict
 from trimodal.data.schema import audio_column
+from trimodal.media import MediaError, resolve_decoder
 from trimodal.prepare.corpus import MUSIC45_LABELS
 from trimodal.prepare.errors import PrepareError
 from trimodal.prepare.splits import age_splits_of, check_age_splits
@@ -105,3 +106,7 @@ def validate_config(config: DataConfig) -> None:
     vocab = config.label_vocabulary
     if vocab is not None and len(set(vocab)) != len(vocab):
         raise bad("label_vocabulary has duplicates")
+    try:
+        resolve_decoder(config.decoder)
+    except MediaError as err:
+        raise bad(err.detail) from err

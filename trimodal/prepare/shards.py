@@ -12,8 +12,10 @@ A video that cannot be used is not an error: :func:`process_video` returns
 ``{"status": "skipped", "reason": ..., "detail": ...}`` and caches that result beside the
 shards, so a resumed run does not decode it again.
 
-The workers import NumPy, PyArrow, PyAV and decord, not torch or ``datasets`` (seconds to
-import per process): the split's schema arrives serialized in the task.
+The workers import NumPy, PyArrow, PyAV and (where it is installed) decord, not torch or
+``datasets`` (seconds to import per process): the split's schema arrives serialized in the
+task. The result of a prepared video names the backend that read its frames (``decoder``)
+and, when decord was passed over, why (``fallback``).
 """
 
 from __future__ import annotations
@@ -72,12 +74,13 @@ def process_video(task: VideoTask) -> dict[str, Any]:
     Runs in a worker process. Never raises for bad media: the reason is returned.
     """
     try:
-        n_clips = _write_shard(task)
+        n_clips, decoder, fallback = _write_shard(task)
     except VideoSkipped as skip:
         return skip_result(task, skip.reason, skip.detail)
     except Exception as err:  # a decoder error we did not foresee must not stop the run
         return skip_result(task, "decode_error", f"{type(err).__name__}: {err}")
-    return {"video_id": task.video_id, "status": "ok", "clips": n_clips}
+    result = {"video_id": task.video_id, "status": "ok", "clips": n_clips, "decoder": decoder}
+    return result | ({"fallback": fallback} if fallback else {})
 
 
 def skip_result(task: VideoTask, reason: str, detail: str) -> dict[str, Any]:
@@ -96,11 +99,23 @@ def split_schema(task: VideoTask, cfg: DataConfig) -> pa.Schema:
     return schema
 
 
-def _write_shard(task: VideoTask) -> int:
-    """Decode, cut and write the clips of ``task``; return how many were written."""
+def _write_shard(task: VideoTask) -> tuple[int, str, str | None]:
+    """Decode, cut and write the clips of ``task``; return (how many were written, the
+    backend that read the frames, why decord was passed over or None)."""
     cfg = from_dict(DataConfig, task.config)
     sides = {size: stored_side(size, cfg.frame_margin) for size in cfg.frame_sizes}
-    media = decode_media(task.media, task.audio, max(sides.values()), cfg.audio_rates)
+    media = decode_media(task.media, task.audio, max(sides.values()), cfg.audio_rates, cfg.decoder)
+    try:
+        n_clips = _write_clips(task, cfg, media, sides)
+    finally:
+        media.close()
+    return n_clips, media.decoder, media.fallback
+
+
+def _write_clips(
+    task: VideoTask, cfg: DataConfig, media: DecodedMedia, sides: dict[int, int]
+) -> int:
+    """Cut the clips of ``task`` from ``media`` and write its shard; return how many."""
     plan = clip_plan(task.video_id, media.duration_s, task.keep_fraction, cfg)
     schema = split_schema(task, cfg)
     # The columns every clip of the video shares, as one-row Arrow arrays.
@@ -131,11 +146,10 @@ def _clip_columns(
         "start_s": pa.array([start], metadata_type("start_s")),
         "end_s": pa.array([start + length], metadata_type("end_s")),
     }
-    for rate, wave in media.waves.items():
+    for rate in cfg.audio_rates:
         a, n = audio_samples(start, rate), audio_samples(length, rate)
-        seg = np.clip(wave[a : a + n], -1.0, 1.0).astype(np.float32)
-        if len(seg) < n:  # rounding at the very end of the track
-            seg = np.pad(seg, (0, n - len(seg)))
+        # Zeros past the end of the track (rounding at the very end).
+        seg = np.clip(media.audio_at(rate, a, n), -1.0, 1.0)
         cols[audio_column(rate)] = fixed_list_array(seg)
     # Frame j shows time start + (j + 0.5) * length / T: the centres of T equal bins.
     T = cfg.num_frames

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
+
+# TRIMODAL_DISABLE_DECORD=1: the library treats decord as absent, and so do the tests: an
+# `import decord` anywhere in this process fails as if it were not installed.
+if os.environ.get("TRIMODAL_DISABLE_DECORD", "") not in ("", "0"):
+    sys.modules["decord"] = None  # type: ignore[assignment]
 
 # Small reference files the tests compare against (sources, licences, checksums: data/README.md).
 TEST_DATA = Path(__file__).resolve().parent / "data"

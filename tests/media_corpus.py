@@ -39,7 +39,7 @@ class Spec:
     rotation: int = 0
     pts: tuple[int, ...] | None = None
     audio_file: str | None = None
-    audio_format: str | None = None  # container of the separate audio file
+    gop: int | None = None  # key frame interval (the encoder's default if None)
 
     @property
     def clips(self) -> int:
@@ -118,6 +118,8 @@ def _write_video(container, spec: Spec) -> None:
         stream.time_base = Fraction(1, 24)
     if spec.rotation:
         stream.set_display_rotation(spec.rotation)
+    if spec.gop:
+        stream.codec_context.gop_size = spec.gop
     return stream
 
 

@@ -20,7 +20,7 @@ import datasets
 import numpy as np
 import pytest
 from data_fixtures import prepare_cmd, subprocess_env, whole_track_audio, write_config
-from media_corpus import SPECS, TONE_HZ, Spec, picture, tone, write_media
+from media_corpus import SPECS, TONE_HZ, Spec, level, picture, tone, write_media
 
 from trimodal.config import DataConfig
 from trimodal.media import MediaError, decord_available, open_media, scaled_size, upright
@@ -170,6 +170,30 @@ def test_rotated_landscape_file_comes_out_portrait(media_corpus):
     assert frame.shape == (80, 64, 3)
     # Stored landscape with a white top half; displayed a quarter turn counterclockwise.
     assert frame[:, :28].mean() > 200 and frame[:, 36:].mean() < 60
+
+
+@pytest.mark.parametrize(
+    "suffix, codec", [(".mp4", "libx264"), (".mkv", "libx264"), (".webm", "libvpx-vp9")]
+)
+def test_seeking_gives_the_frames_that_decoding_forward_gives(tmp_path, monkeypatch, suffix, codec):
+    """PyAV seeks to the key frame before a sample time far ahead; the frames are those of
+    reading every frame in order, and the pictures shown at those times."""
+    from trimodal.media import pyav_backend
+
+    spec = Spec("seek", suffix, codec, "libopus", fps=2, video_s=18.0, rate=48000, gop=4)
+    media, _ = write_media(tmp_path, spec)
+    times = np.array([0.2, 9.3, 17.6, 3.1, 12.4, 12.9])  # 3.1: backwards, from the start
+    frames, decoded = {}, {}
+    for gap in (1.0, 1000.0):
+        monkeypatch.setattr(pyav_backend, "SEEK_GAP_S", gap)
+        with open_media(tmp_path / media, decoder="pyav") as m:
+            frames[gap] = m.frames_at(times, None)
+            decoded[gap] = m._frames.frames_decoded
+    np.testing.assert_array_equal(frames[1.0], frames[1000.0])
+    assert decoded[1.0] < decoded[1000.0]  # the seeks skipped frames
+    for frame, t in zip(frames[1.0], times):
+        errors = [np.abs(frame[48:].astype(float) - level(i)).mean() for i in range(36)]
+        assert int(np.argmin(errors)) == _shown(spec, t), t
 
 
 # ----------------------------------------------------------------------------- audio

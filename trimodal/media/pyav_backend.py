@@ -136,6 +136,7 @@ class PyAVFrames:
     def __init__(self, path: str, info: MediaInfo) -> None:
         self._path, self._info = path, info
         self._container: Any = None
+        self.frames_decoded = 0  # a statistic: what seeking saves shows here
         self._reopen()
 
     def _reopen(self) -> None:
@@ -148,8 +149,13 @@ class PyAVFrames:
     def _restart(self) -> None:
         self._frames = self._container.decode(self._stream)
         self._cur: Any = None
-        self._next: Any = next(self._frames, None)
+        self._next: Any = self._pull()
         self._converted: tuple[Any, int | None, np.ndarray] | None = None
+
+    def _pull(self) -> Any:
+        frame = next(self._frames, None)
+        self.frames_decoded += frame is not None
+        return frame
 
     def _time(self, frame: Any) -> float:
         return float(frame.pts * frame.time_base) - self._info.video_start_s
@@ -157,8 +163,12 @@ class PyAVFrames:
     def _seek(self, t: float) -> None:
         """Continue at the key frame before ``t``; from the start if the seek overshoots."""
         target = int((t + self._info.video_start_s) / float(self._stream.time_base))
-        self._container.seek(target, stream=self._stream, backward=True)
-        self._restart()
+        try:
+            self._container.seek(target, stream=self._stream, backward=True)
+            self._restart()
+        except Exception:  # a file that cannot seek is read forward from the start
+            self._reopen()
+            return
         if self._next is None or self._time(self._next) > t:
             self._reopen()
 
@@ -176,11 +186,11 @@ class PyAVFrames:
         elif self._next is not None and self._time(self._next) < t - SEEK_GAP_S:
             self._seek(t)
         while self._next is not None and self._time(self._next) <= t:
-            self._cur, self._next = self._next, next(self._frames, None)
+            self._cur, self._next = self._next, self._pull()
         if self._cur is None:  # before the first frame (or a stream without frames)
             if self._next is None:
                 raise MediaError("unreadable", f"{self._path}: no video frame to decode")
-            self._cur, self._next = self._next, next(self._frames, None)
+            self._cur, self._next = self._next, self._pull()
         if self._converted is None or self._converted[:2] != (self._cur, side):
             rgb = self._cur.to_ndarray(format="rgb24")
             self._converted = (self._cur, side, finish(rgb, self._info.rotation, side))

@@ -9,7 +9,8 @@ package is the library behind it, one concern per module, in the order the data 
   and the part of them the prepared data depends on;
 - :mod:`~trimodal.prepare.splits`: which split a video goes to, which of its clips are kept
   (the study's sparse training scheme, or random segments);
-- :mod:`~trimodal.prepare.decoding`: one media file → waveforms and frames (decord);
+- :mod:`~trimodal.prepare.decoding`: one video → its duration, clip waveforms and square
+  frames (on :mod:`trimodal.media`: PyAV, and decord where it is installed);
 - :mod:`~trimodal.prepare.shards`: one video → its shard of clips (the work of a worker);
 - :mod:`~trimodal.prepare.pool`: the worker processes, surviving decoder crashes;
 - :mod:`~trimodal.prepare.assembly`: resuming from finished shards, and assembling them into

@@ -25,3 +25,16 @@ class CrashOn:
         if task.video_id in self.video_ids:
             os.abort()
         return process_video(task)
+
+
+@dataclasses.dataclass(frozen=True)
+class CrashUnlessPyAV:
+    """A work function that kills its worker on the chosen videos unless they are read with
+    ``decoder: pyav`` (as a fast-path decoder that segfaults on some files would)."""
+
+    video_ids: frozenset[str]
+
+    def __call__(self, task: VideoTask) -> dict[str, Any]:
+        if task.video_id in self.video_ids and task.config.get("decoder") != "pyav":
+            os.abort()
+        return process_video(task)

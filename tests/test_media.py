@@ -297,6 +297,35 @@ def test_auto_falls_back_to_pyav_per_file(media_corpus, monkeypatch):
         assert m.decoder == "pyav" and "decoder state lost" in m.fallback
 
 
+def test_a_crash_with_auto_is_retried_with_pyav(media_corpus, tmp_path, monkeypatch):
+    """A file that kills the worker under ``auto`` (a segfaulting fast path) is read with
+    PyAV alone; one that kills it whatever the decoder is skipped as ``decoder_crash``."""
+    from prepare_faults import CrashOn, CrashUnlessPyAV
+
+    from trimodal.prepare import pipeline
+
+    corpus = tmp_path / "corpus"
+    (corpus / "media").mkdir(parents=True)
+    names = ["h264_aac_mp4", "hevc_aac_mp4"]
+    for name in names:
+        data = (media_corpus / "media" / f"{name}.mp4").read_bytes()
+        (corpus / "media" / f"{name}.mp4").write_bytes(data)
+    write_corpus(
+        corpus,
+        [
+            VideoRecord(video_id=n, media=f"media/{n}.mp4", labels=["Guitar"], split="dev")
+            for n in names
+        ],
+    )
+    monkeypatch.setattr(pipeline, "video_work", CrashUnlessPyAV(frozenset({"hevc_aac_mp4"})))
+    summary = prepare(corpus, tmp_path / "auto", CONFIG, workers=2, show_progress=False)
+    assert summary["videos_prepared"] == 2 and summary["videos_skipped"] == 0
+    # A crash that PyAV does not escape either (CrashOn aborts whatever the decoder).
+    monkeypatch.setattr(pipeline, "video_work", CrashOn(frozenset({"hevc_aac_mp4"})))
+    summary = prepare(corpus, tmp_path / "again", CONFIG, workers=2, show_progress=False)
+    assert summary["skipped_by_reason"] == {"decoder_crash": 1}
+
+
 def test_decoder_option_reaches_the_workers_and_keys_the_preparation(media_corpus, tmp_path):
     """``--decoder`` overrides the config on the command line; changing it decodes again."""
     corpus = tmp_path / "corpus"

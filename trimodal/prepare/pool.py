@@ -4,8 +4,9 @@ A media file can crash a decoder (decord or FFmpeg can segfault on broken media)
 can take a worker: that must cost the run one video, not the run. :func:`run_pool` runs the
 work function over the tasks in a ``ProcessPoolExecutor``; when a worker dies the pool
 breaks, the videos that may have been running are retried one by one in a pool of their own
-(one that dies again is skipped as ``decoder_crash``) and the others go back into a new
-shared pool.
+(with ``decoder: auto``, a video that dies again is tried once more with PyAV alone, in case
+decord is what crashes; a last death skips it as ``decoder_crash``) and the others go back
+into a new shared pool.
 
 The workers are forked from a ``forkserver`` (:func:`worker_context`): a fresh process that
 imports the decoding modules once (:data:`PRELOAD`), never a fork of a parent that holds
@@ -18,6 +19,7 @@ function in place of :func:`~trimodal.prepare.shards.process_video`.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import dataclasses
 import multiprocessing
 from collections.abc import Callable
 from typing import Any
@@ -114,9 +116,16 @@ def _run_group(
 def _run_alone(
     task: VideoTask, ctx: multiprocessing.context.BaseContext, work: Work
 ) -> dict[str, Any]:
-    """Run one suspect task in a pool of its own: a second death skips it as ``decoder_crash``."""
-    with cf.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as solo:
-        try:
-            return solo.submit(work, task).result()
-        except cf.process.BrokenProcessPool:
-            return skip_result(task, "decoder_crash", "the decoding process died on this file")
+    """Run one suspect task in a pool of its own. If it dies again with ``decoder: auto``,
+    the fast path may be what crashes: once more with PyAV alone; a last death skips the
+    video as ``decoder_crash``."""
+    attempts = [task]
+    if task.config.get("decoder", "auto") == "auto":
+        attempts.append(dataclasses.replace(task, config={**task.config, "decoder": "pyav"}))
+    for attempt in attempts:
+        with cf.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as solo:
+            try:
+                return solo.submit(work, attempt).result()
+            except cf.process.BrokenProcessPool:
+                continue
+    return skip_result(task, "decoder_crash", "the decoding process died on this file")

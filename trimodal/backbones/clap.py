@@ -38,6 +38,7 @@ import os
 import re
 import shutil
 import tempfile
+import types
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -362,6 +363,17 @@ def laion_architecture(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
 # ------------------------------------------------------------------ the backbone
 
 
+def _checkpointed_forward(block: nn.Module, *args: Any) -> Any:
+    """``block``'s own forward, its activations recomputed in the backward pass when
+    training with gradients on (a bound method: ``copy.deepcopy`` rebinds it to the copy)."""
+    forward = type(block).forward
+    if block.training and torch.is_grad_enabled():
+        from torch.utils.checkpoint import checkpoint
+
+        return checkpoint(forward, block, *args, use_reentrant=False)
+    return forward(block, *args)
+
+
 class ClapHTSATBackbone(Backbone):
     """CLAP HTSAT audio encoder: waveforms ``[B, S]`` at 48 kHz → ``[B, 512]``."""
 
@@ -414,15 +426,23 @@ class ClapHTSATBackbone(Backbone):
 
     supports_gradient_checkpointing = True
 
+    def _swin_blocks(self) -> list[nn.Module]:
+        return [b for stage in self.hf_model.audio_model.audio_encoder.layers for b in stage.blocks]
+
     def set_gradient_checkpointing(self, enabled: bool) -> None:
-        if enabled:
-            self.hf_model.activation_checkpointing_enable()
-        else:
-            self.hf_model.activation_checkpointing_disable()
+        # transformers' CLAP refuses activation_checkpointing_enable (it does not declare
+        # support), so each Swin block's forward is routed through non-reentrant
+        # checkpointing instead (an instance attribute: the state dict and the stage's own
+        # loop stay as they are).
+        for block in self._swin_blocks():
+            if enabled:
+                block.forward = types.MethodType(_checkpointed_forward, block)
+            else:
+                block.__dict__.pop("forward", None)
 
     @property
     def gradient_checkpointing(self) -> bool:
-        return self.hf_model.is_activation_checkpointing
+        return any("forward" in block.__dict__ for block in self._swin_blocks())
 
     # ------------------------------------------------------------------ loading
 

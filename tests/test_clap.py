@@ -73,9 +73,10 @@ def test_laion_checkpoint_matches_laion_claps_stored_outputs():
 
 
 def test_converted_directory_is_the_same_network(tmp_path):
-    """convert_laion_checkpoint writes a directory that transformers loads on its own and that
-    loads here as format ``hf`` to the network the ``laion`` format gives."""
-    from transformers import ClapAudioModelWithProjection
+    """convert_laion_checkpoint writes a directory that loads here as format ``hf`` to the
+    network the ``laion`` format gives, and that transformers' own model and feature
+    extractor load and run to the same embeddings."""
+    from transformers import ClapAudioModelWithProjection, ClapFeatureExtractor
 
     clips, expected = _stored_reference()
     directory = convert_laion_checkpoint(CHECKPOINT, tmp_path / "converted")
@@ -88,9 +89,11 @@ def test_converted_directory_is_the_same_network(tmp_path):
     with torch.no_grad():
         got = ours(clips)
         hf = ClapAudioModelWithProjection.from_pretrained(directory).eval()
-        direct = F.normalize(hf(input_features=ours.log_mel(fitted(clips))).audio_embeds, dim=-1)
+        extractor = ClapFeatureExtractor.from_pretrained(directory)
+        features = extractor([c.numpy() for c in clips], sampling_rate=SR, return_tensors="pt")
+        direct = F.normalize(hf(input_features=features["input_features"]).audio_embeds, dim=-1)
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
-    torch.testing.assert_close(direct, got, rtol=0, atol=0)
+    torch.testing.assert_close(direct, expected, rtol=0, atol=1e-5)
     with pytest.raises(FileExistsError, match="not an empty directory"):
         convert_laion_checkpoint(CHECKPOINT, directory)
 

@@ -497,12 +497,17 @@ class ClapHTSATBackbone(Backbone):
         from transformers import ClapFeatureExtractor
 
         o = self.options
+        if not float(o.window_seconds).is_integer():
+            raise ValueError(
+                f"window_seconds {o.window_seconds}: a Hugging Face CLAP directory records "
+                "the window in whole seconds (max_length_s)"
+            )
         self.hf_model.save_pretrained(directory)
         ClapFeatureExtractor(
             feature_size=o.mel_bins,
             sampling_rate=o.sample_rate,
             hop_length=o.hop_size,
-            max_length_s=o.window_seconds,
+            max_length_s=int(o.window_seconds),
             fft_window_size=o.fft_size,
             frequency_min=o.fmin,
             frequency_max=o.fmax,

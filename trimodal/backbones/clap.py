@@ -1,13 +1,22 @@
-"""Audio backbone: LAION-CLAP's HTSAT audio encoder + CLAP audio projection (512-d).
+"""Audio backbone: CLAP's HTSAT audio encoder + CLAP audio projection (512-d).
 
-Two checkpoint formats, one interface (``format`` option):
+One network: transformers' ``ClapAudioModelWithProjection``. Two checkpoint formats
+(``format`` option):
 
 * ``laion`` — an original LAION-CLAP checkpoint file such as
-  ``music_audioset_epoch_15_esc_90.14.pt`` (HTSAT-base, not fused). The network is
-  laion-clap's own ``HTSAT_Swin_Transformer`` and projection, so outputs match laion-clap.
-  Only the audio branch and audio projection are loaded; the text branch is ignored.
+  ``music_audioset_epoch_15_esc_90.14.pt`` (HTSAT-base, not fused). Its audio branch and
+  audio projection are converted onto transformers' module names on load by an explicit key
+  mapping (:func:`laion_to_hf_state_dict`); the text branch is ignored. The architecture is
+  read from the checkpoint's shapes (:func:`laion_architecture`), so HTSAT-tiny, -base and
+  -large files all load. :func:`convert_laion_checkpoint` writes the converted weights once as
+  a Hugging Face directory.
 * ``hf`` — a Hugging Face CLAP directory loadable by ``ClapAudioModelWithProjection``
   (e.g. a local copy of ``laion/larger_clap_music``), with its ``preprocessor_config.json``.
+
+The front end is ours, in torch: the power spectrogram (:class:`FFTSpectrogram`) and the
+log-mel filter bank (:class:`LogMelFilterBank`) of laion-clap's HTSAT, which transformers'
+``ClapFeatureExtractor`` also computes (in numpy, one clip at a time). That extractor is never
+run; an ``hf`` directory's ``preprocessor_config.json`` only sets our front end's parameters.
 
 Output: CLAP's audio embedding, ``F.normalize(audio_projection(htsat(x)))``, ``[B, 512]``.
 
@@ -16,19 +25,21 @@ fitted to the 10-s window: longer ones are cropped — at random in training mod
 centre in eval mode (laion-clap crops at random even at inference, so its embeddings are
 not reproducible) — and shorter ones are repeated then zero-padded as laion-clap does.
 
-laion-clap loads three text tokenizers from the network when ``laion_clap`` is imported, so
-this module loads laion-clap's ``clap_module`` source files under a private package name
-without running ``laion_clap/__init__.py`` (see :func:`laion_clap_module`).
+Training differs from laion-clap's own network in one respect: laion-clap's HTSAT also
+applies SpecAugment (time and frequency stripes dropped) in training mode; transformers'
+HTSAT, and so this channel, does not. Stochastic depth (0.1) and dropout (none) match.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import importlib.util
 import math
-import sys
+import os
+import re
+import shutil
+import tempfile
 import types
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,55 +47,81 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trimodal.backbones.base import Backbone, MissingCheckpointError, float32_preprocessing
+from trimodal.backbones.base import (
+    Backbone,
+    MissingCheckpointError,
+    float32_preprocessing,
+    parameter_dtype,
+)
 
 LAION_CLAP_MUSIC_URL = (
     "https://huggingface.co/lukewys/laion_clap/resolve/main/music_audioset_epoch_15_esc_90.14.pt"
 )
-_PRIVATE_PACKAGE = "_trimodal_laion_clap_module"
-
-
-def laion_clap_module(name: str) -> types.ModuleType:
-    """Import ``laion_clap/clap_module/<name>.py`` without importing ``laion_clap`` itself.
-
-    ``laion_clap/__init__.py`` imports ``training/data.py``, which downloads the BERT,
-    RoBERTa and BART tokenizers at import time (about 11 minutes of retries offline). The
-    network code we need (``htsat``, ``model``) only uses relative imports inside
-    ``clap_module``, so we register that directory as a private package and import from it.
-    """
-    if _PRIVATE_PACKAGE not in sys.modules:
-        spec = importlib.util.find_spec("laion_clap")
-        if spec is None or spec.origin is None:
-            raise ImportError("laion-clap is not installed: pip install laion-clap")
-        package = types.ModuleType(_PRIVATE_PACKAGE)
-        package.__path__ = [str(Path(spec.origin).parent / "clap_module")]
-        package.__package__ = _PRIVATE_PACKAGE
-        sys.modules[_PRIVATE_PACKAGE] = package
-    return importlib.import_module(f"{_PRIVATE_PACKAGE}.{name}")
 
 
 @dataclasses.dataclass
 class ClapHTSATOptions:
-    """Architecture of the CLAP audio channel (defaults: HTSAT-base, the music checkpoint)."""
+    """Architecture of the CLAP audio channel (defaults: HTSAT-base, the music checkpoint).
+
+    The front end (``sample_rate`` … ``fmax``, ``window_seconds``) applies to both formats;
+    the HTSAT settings build the network for ``laion``, ``hf_config`` for ``hf``.
+    """
 
     format: Literal["laion", "hf"] = "laion"
     sample_rate: int = 48000
     window_seconds: float = 10.0
+    mel_bins: int = 64
+    fft_size: int = 1024
+    hop_size: int = 480
+    fmin: int = 50
+    fmax: int = 14000
     # laion HTSAT settings (HTSAT-base.json of laion-clap)
     htsat_embed_dim: int = 128
     depths: list[int] = dataclasses.field(default_factory=lambda: [2, 2, 12, 2])
     num_heads: list[int] = dataclasses.field(default_factory=lambda: [4, 8, 16, 32])
     swin_window_size: int = 8
     spec_size: int = 256
-    mel_bins: int = 64
-    fft_size: int = 1024
-    hop_size: int = 480
-    fmin: int = 50
-    fmax: int = 14000
-    class_num: int = 527
     joint_dim: int = 512
-    # Hugging Face ClapAudioConfig (format "hf"): its to_dict()
+    # Hugging Face ClapAudioConfig (format "hf"): its to_diff_dict()
     hf_config: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def audio_config(options: ClapHTSATOptions):
+    """The ``ClapAudioConfig`` of the network ``options`` describe."""
+    from transformers import ClapAudioConfig
+
+    if options.format == "hf":
+        if not options.hf_config:
+            raise ValueError("format 'hf' needs options.hf_config (a ClapAudioConfig dict)")
+        config = ClapAudioConfig(**options.hf_config)
+    else:
+        embed = options.htsat_embed_dim
+        config = ClapAudioConfig(
+            spec_size=options.spec_size,
+            num_mel_bins=options.mel_bins,
+            window_size=options.swin_window_size,
+            patch_embeds_hidden_size=embed,
+            hidden_size=embed * 2 ** (len(options.depths) - 1),
+            depths=list(options.depths),
+            num_attention_heads=list(options.num_heads),
+            projection_dim=options.joint_dim,
+            projection_hidden_act="relu",
+            # laion-clap's HTSAT: stochastic depth 0.1, no dropout.
+            drop_path_rate=0.1,
+            hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=0.0,
+        )
+    if config.enable_fusion:
+        raise ValueError(
+            "fused CLAP models (enable_fusion) are not supported: they take four mel crops "
+            "of a long clip; use a non-fused checkpoint such as the music one"
+        )
+    if config.num_mel_bins != options.mel_bins:
+        raise ValueError(
+            f"the HTSAT takes {config.num_mel_bins} mel bins but the front end makes "
+            f"{options.mel_bins} (options.mel_bins)"
+        )
+    return config
 
 
 def _hf_missing_message(path: Path) -> str:
@@ -151,45 +188,190 @@ class FFTSpectrogram(nn.Module):
         return power.transpose(1, 2).unsqueeze(1)
 
 
+def mel_filter_bank(options: ClapHTSATOptions) -> torch.Tensor:
+    """The Slaney mel filter bank ``[n_fft // 2 + 1, mel_bins]`` of laion-clap's HTSAT:
+    torchlibrosa's ``LogmelFilterBank`` is ``librosa.filters.mel(...).T`` with librosa's
+    defaults (``htk=False``, ``norm="slaney"``), as is transformers' non-fusion extractor."""
+    import librosa
+
+    mel = librosa.filters.mel(
+        sr=options.sample_rate,
+        n_fft=options.fft_size,
+        n_mels=options.mel_bins,
+        fmin=options.fmin,
+        fmax=options.fmax,
+    )
+    return torch.from_numpy(mel.T.copy()).float()
+
+
 class LogMelFilterBank(nn.Module):
     """Power spectrogram ``[B, 1, frames, F]`` → log-mel ``[B, 1, frames, mel_bins]`` in dB,
-    as torchlibrosa's ``LogmelFilterBank`` in laion-clap's HTSAT (``ref=1``, ``amin=1e-10``,
-    no ``top_db``), computed in float32 and returned in the dtype of the filter bank, i.e.
-    of the model (its next layer, ``bn0``, has that dtype).
+    float32, as torchlibrosa's ``LogmelFilterBank`` in laion-clap's HTSAT (``ref=1``,
+    ``amin=1e-10``, no ``top_db``) and transformers' ``ClapFeatureExtractor`` (``log_mel="dB"``).
 
-    It keeps torchlibrosa's frozen ``melW`` parameter ``[F, mel_bins]`` under the same name,
-    so laion-clap checkpoints load unchanged; torchlibrosa's version multiplies in the
-    parameter's dtype, which fails on a float32 spectrogram in a bf16-loaded model and would
-    round the mel energies to bf16.
+    The filter bank ``mel_weights`` ``[F, mel_bins]`` is a persistent buffer built on the CPU,
+    so that transformers' meta-device construction cannot leave it unset and a saved model
+    carries it; it is multiplied in float32 whatever dtype the model was loaded in.
     """
 
-    def __init__(self, mel_weights: torch.Tensor, amin: float, ref: float):
+    def __init__(self, mel_weights: torch.Tensor, amin: float = 1e-10, ref: float = 1.0):
         super().__init__()
-        self.melW = nn.Parameter(mel_weights.detach().clone(), requires_grad=False)
+        with torch.device("cpu"):
+            self.register_buffer("mel_weights", mel_weights.detach().float().clone())
         self.amin, self.ref = amin, ref
 
     def forward(self, power: torch.Tensor) -> torch.Tensor:
         with float32_preprocessing(power.device):
-            mel = torch.matmul(power.float(), self.melW.float())
+            mel = torch.matmul(power.float(), self.mel_weights.float())
             db = 10.0 * torch.log10(mel.clamp(min=self.amin))
-            db = db - 10.0 * math.log10(max(self.amin, self.ref))
-        return db.to(self.melW.dtype)
+            return db - 10.0 * math.log10(max(self.amin, self.ref))
 
 
-def _checkpointed_forward(block: nn.Module, x: torch.Tensor) -> Any:
+# ------------------------------------------------------------------ the LAION-CLAP key mapping
+
+_ENCODER = "audio_model.audio_encoder."
+_BLOCK = "audio_branch.layers.{i}.blocks.{j}."
+_HF_BLOCK = _ENCODER + "layers.{i}.blocks.{j}."
+
+# Original LAION-CLAP audio keys (laion-clap's htsat.py and the audio projection of its
+# model.py) → ClapAudioModelWithProjection's. A template ending in "." names a module: the
+# parameter name after it (weight, bias, running_mean, ...) is kept. {i} a stage, {j} a block.
+LAION_TO_HF_KEYS: dict[str, str] = {
+    "audio_branch.bn0.": _ENCODER + "batch_norm.",
+    "audio_branch.patch_embed.proj.": _ENCODER + "patch_embed.proj.",
+    "audio_branch.patch_embed.norm.": _ENCODER + "patch_embed.norm.",
+    _BLOCK + "norm1.": _HF_BLOCK + "layernorm_before.",
+    _BLOCK + "attn.relative_position_bias_table": _HF_BLOCK
+    + "attention.self.relative_position_bias_table",
+    _BLOCK + "attn.proj.": _HF_BLOCK + "attention.output.dense.",
+    _BLOCK + "norm2.": _HF_BLOCK + "layernorm_after.",
+    _BLOCK + "mlp.fc1.": _HF_BLOCK + "intermediate.dense.",
+    _BLOCK + "mlp.fc2.": _HF_BLOCK + "output.dense.",
+    "audio_branch.layers.{i}.downsample.reduction.": _ENCODER + "layers.{i}.downsample.reduction.",
+    "audio_branch.layers.{i}.downsample.norm.": _ENCODER + "layers.{i}.downsample.norm.",
+    "audio_branch.norm.": _ENCODER + "norm.",
+    "audio_projection.0.": "audio_projection.linear1.",
+    "audio_projection.2.": "audio_projection.linear2.",
+}
+# laion-clap's fused query-key-value projection: its output rows are q, k, v in that order.
+LAION_QKV_KEY = _BLOCK + "attn.qkv."
+HF_QKV_KEYS = tuple(_HF_BLOCK + f"attention.self.{name}." for name in ("query", "key", "value"))
+# In a LAION-CLAP file but not weights of the network: the fixed DFT basis of torchlibrosa's
+# STFT (FFTSpectrogram replaces it), buffers both implementations derive from the architecture
+# (relative position indices, shifted-window masks), and HTSAT's AudioSet classifier
+# (``tscam_conv``, ``head``), which CLAP's embedding does not use.
+LAION_DROPPED_KEYS = (
+    "audio_branch.spectrogram_extractor.stft.",
+    _BLOCK + "attn.relative_position_index",
+    _BLOCK + "attn_mask",
+    "audio_branch.tscam_conv.",
+    "audio_branch.head.",
+)
+# The mel filter bank: not copied, compared with the one the front end builds.
+LAION_MEL_KEY = "audio_branch.logmel_extractor.melW"
+
+
+def _template_regex(template: str, prefix: bool = False) -> re.Pattern[str]:
+    """A key template as a regex: the whole key, or with ``prefix`` any key it starts."""
+    pattern = re.escape(template).replace(r"\{i\}", r"(?P<i>\d+)").replace(r"\{j\}", r"(?P<j>\d+)")
+    if prefix:
+        return re.compile(pattern)
+    return re.compile(pattern + (r"(?P<rest>\w+)" if template.endswith(".") else "") + "$")
+
+
+_RENAMES = [(_template_regex(k), v) for k, v in LAION_TO_HF_KEYS.items()]
+_QKV = _template_regex(LAION_QKV_KEY)
+_DROPPED = [_template_regex(k, prefix=True) for k in LAION_DROPPED_KEYS]
+_BIAS_TABLE = _template_regex(_BLOCK + "attn.relative_position_bias_table")
+
+
+def _formatted(template: str, match: re.Match[str]) -> str:
+    groups = match.groupdict()
+    return template.format(**groups) + groups.get("rest", "")
+
+
+def laion_to_hf_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Original LAION-CLAP audio weights → a ``ClapAudioModelWithProjection`` state dict.
+
+    ``state`` holds ``audio_branch.*`` and ``audio_projection.*`` keys (``module.`` removed,
+    as :func:`read_laion_checkpoint` returns them). Every key is renamed, split (``qkv``) or
+    dropped as listed above; an unknown key is an error naming it (fused checkpoints, whose
+    fusion layers transformers' non-fused network has no place for, end there).
+    """
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if key == LAION_MEL_KEY or any(p.match(key) for p in _DROPPED):
+            continue
+        if match := _QKV.match(key):
+            for template, part in zip(HF_QKV_KEYS, value.chunk(3, dim=0)):
+                out[_formatted(template, match)] = part.clone()
+            continue
+        for pattern, template in _RENAMES:
+            if match := pattern.match(key):
+                out[_formatted(template, match)] = value
+                break
+        else:
+            fused = " (a fused checkpoint: not supported)" if "fusion" in key else ""
+            raise ValueError(f"unexpected LAION-CLAP audio weight {key!r}{fused}")
+    return out
+
+
+def read_laion_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
+    """The audio weights of an original LAION-CLAP checkpoint file: its ``audio_branch.*``
+    and ``audio_projection.*`` entries, DataParallel's ``module.`` prefix removed."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingCheckpointError(
+            f"LAION-CLAP checkpoint not found: {path}. Download the music checkpoint from "
+            f"{LAION_CLAP_MUSIC_URL} and set model.channels.audio.source to its path."
+        )
+    # weights_only: an original checkpoint is a pickle; never execute code from it.
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} is not a LAION-CLAP checkpoint (no state_dict)")
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    audio = {k: v for k, v in state.items() if k.startswith(("audio_branch.", "audio_projection."))}
+    if not audio:
+        raise ValueError(f"{path} has no audio_branch/audio_projection weights")
+    return audio
+
+
+def laion_architecture(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """The HTSAT options of a LAION-CLAP audio state dict, read from its shapes:
+    ``htsat_embed_dim``, ``depths``, ``num_heads``, ``swin_window_size``, ``mel_bins`` and
+    ``joint_dim`` (``spec_size`` is not recorded; every LAION-CLAP model uses 256)."""
+    try:
+        blocks: dict[int, list[torch.Tensor]] = {}
+        for key, value in state.items():
+            if match := _BIAS_TABLE.match(key):  # [(2 window - 1)², heads]
+                blocks.setdefault(int(match["i"]), []).append(value)
+        stages = [blocks[i] for i in range(len(blocks))]
+        cells = stages[0][0].shape[0]
+        return {
+            "htsat_embed_dim": state["audio_branch.patch_embed.proj.weight"].shape[0],
+            "depths": [len(tables) for tables in stages],
+            "num_heads": [tables[0].shape[1] for tables in stages],
+            "swin_window_size": (math.isqrt(cells) + 1) // 2,  # cells = (2w - 1)²
+            "mel_bins": state["audio_branch.bn0.weight"].shape[0],
+            "joint_dim": state["audio_projection.0.weight"].shape[0],
+        }
+    except (KeyError, IndexError) as err:
+        raise ValueError(f"not an HTSAT LAION-CLAP checkpoint (missing {err})") from err
+
+
+# ------------------------------------------------------------------ the backbone
+
+
+def _checkpointed_forward(block: nn.Module, *args: Any) -> Any:
     """``block``'s own forward, its activations recomputed in the backward pass when
     training with gradients on (a bound method: ``copy.deepcopy`` rebinds it to the copy)."""
     forward = type(block).forward
     if block.training and torch.is_grad_enabled():
         from torch.utils.checkpoint import checkpoint
 
-        return checkpoint(forward, block, x, use_reentrant=False)
-    return forward(block, x)
-
-
-# The DFT basis of torchlibrosa's convolutional STFT, in laion-clap checkpoints; replaced by
-# FFTSpectrogram, so these entries are skipped when loading.
-_DFT_BASIS_PREFIX = "audio_branch.spectrogram_extractor."
+        return checkpoint(forward, block, *args, use_reentrant=False)
+    return forward(block, *args)
 
 
 class ClapHTSATBackbone(Backbone):
@@ -209,70 +391,18 @@ class ClapHTSATBackbone(Backbone):
 
     def __init__(self, options: ClapHTSATOptions):
         super().__init__(options)
-        self.feature_extractor = None
-        if options.format == "laion":
-            htsat = laion_clap_module("htsat")
-            audio_cfg = types.SimpleNamespace(
-                model_type="HTSAT",
-                sample_rate=options.sample_rate,
-                window_size=options.fft_size,
-                hop_size=options.hop_size,
-                mel_bins=options.mel_bins,
-                fmin=options.fmin,
-                fmax=options.fmax,
-                class_num=options.class_num,
-                clip_samples=self.window_samples,
-            )
-            # torchlibrosa assigns `.data` on its STFT kernels, which fails under the meta
-            # device that transformers' from_pretrained builds models on; build on the CPU.
-            with torch.device("cpu"):
-                self.audio_branch = htsat.HTSAT_Swin_Transformer(
-                    spec_size=options.spec_size,
-                    patch_size=4,
-                    patch_stride=(4, 4),
-                    num_classes=options.class_num,
-                    embed_dim=options.htsat_embed_dim,
-                    depths=options.depths,
-                    num_heads=options.num_heads,
-                    window_size=options.swin_window_size,
-                    config=audio_cfg,
-                    enable_fusion=False,
-                    fusion_type="None",
-                )
-            self.audio_branch.spectrogram_extractor = FFTSpectrogram(
-                options.fft_size, options.hop_size
-            )
-            logmel = self.audio_branch.logmel_extractor
-            if logmel.top_db is not None or not logmel.is_log:
-                raise ValueError("laion-clap's HTSAT changed its log-mel settings; update clap.py")
-            self.audio_branch.logmel_extractor = LogMelFilterBank(
-                logmel.melW, amin=logmel.amin, ref=logmel.ref
-            )
-            # The CLAP model's audio projection (laion-clap model.py, mlp_act "relu").
-            self.audio_projection = nn.Sequential(
-                nn.Linear(self.audio_branch.num_features, options.joint_dim),
-                nn.ReLU(),
-                nn.Linear(options.joint_dim, options.joint_dim),
-            )
-        else:
-            from transformers import ClapAudioConfig, ClapAudioModelWithProjection
+        from transformers import ClapAudioModelWithProjection
 
-            if not options.hf_config:
-                raise ValueError("format 'hf' needs options.hf_config (a ClapAudioConfig dict)")
-            config = ClapAudioConfig(**options.hf_config)
-            self.hf_model = ClapAudioModelWithProjection(config)
+        self.spectrogram = FFTSpectrogram(options.fft_size, options.hop_size)
+        self.logmel = LogMelFilterBank(mel_filter_bank(options))
+        self.hf_model = ClapAudioModelWithProjection(audio_config(options))
 
     @classmethod
     def options_from_source(cls, source: str) -> dict[str, Any]:
         path = Path(source)
         if path.is_dir():
-            from transformers import ClapAudioConfig
-
-            if not (path / "config.json").is_file():
-                raise MissingCheckpointError(_hf_missing_message(path / "config.json"))
-            config = ClapAudioConfig.from_pretrained(path, local_files_only=True)
-            return {"format": "hf", "hf_config": config.to_diff_dict()}
-        return {"format": "laion"}
+            return _hf_directory_options(path)
+        return {"format": "laion", **laion_architecture(read_laion_checkpoint(path))}
 
     def data_options(self) -> dict[str, Any]:
         return {"audio_rate": self.options.sample_rate}
@@ -283,86 +413,70 @@ class ClapHTSATBackbone(Backbone):
 
     @property
     def output_dim(self) -> int:
-        if self.options.format == "laion":
-            return self.options.joint_dim
         return self.hf_model.config.projection_dim
 
     def blocks(self) -> list[nn.Module]:
-        if self.options.format == "laion":
-            stages, out = self.audio_branch.layers, [self.audio_branch.norm, self.audio_projection]
-        else:
-            stages = self.hf_model.audio_model.audio_encoder.layers
-            out = [self.hf_model.audio_model.audio_encoder.norm, self.hf_model.audio_projection]
+        encoder = self.hf_model.audio_model.audio_encoder
         blocks: list[nn.Module] = []
-        for stage in stages:
+        for stage in encoder.layers:
             blocks.extend(stage.blocks)
             if stage.downsample is not None:
                 blocks.append(stage.downsample)
-        return blocks + [nn.ModuleList(out)]
+        return blocks + [nn.ModuleList([encoder.norm, self.hf_model.audio_projection])]
 
     supports_gradient_checkpointing = True
 
+    def _swin_blocks(self) -> list[nn.Module]:
+        return [b for stage in self.hf_model.audio_model.audio_encoder.layers for b in stage.blocks]
+
     def set_gradient_checkpointing(self, enabled: bool) -> None:
-        if self.options.format == "hf":
+        # transformers' CLAP refuses activation_checkpointing_enable (it does not declare
+        # support), so each Swin block's forward is routed through non-reentrant
+        # checkpointing instead (an instance attribute: the state dict and the stage's own
+        # loop stay as they are).
+        for block in self._swin_blocks():
             if enabled:
-                self.hf_model.activation_checkpointing_enable()
+                block.forward = types.MethodType(_checkpointed_forward, block)
             else:
-                self.hf_model.activation_checkpointing_disable()
-            return
-        # laion-clap's own switch (`use_checkpoint` on a stage) cannot run: it assigns the
-        # block's (x, attn) pair to x and leaves attn unset in training mode. Each Swin block's
-        # forward is routed through non-reentrant checkpointing instead (an instance
-        # attribute, so the state dict and the stage's own loop stay as they are).
-        for stage in self.audio_branch.layers:
-            for block in stage.blocks:
-                if enabled:
-                    block.forward = types.MethodType(_checkpointed_forward, block)
-                else:
-                    block.__dict__.pop("forward", None)
+                block.__dict__.pop("forward", None)
 
     @property
     def gradient_checkpointing(self) -> bool:
-        if self.options.format == "hf":
-            return self.hf_model.is_activation_checkpointing
-        return any("forward" in b.__dict__ for s in self.audio_branch.layers for b in s.blocks)
+        return any("forward" in block.__dict__ for block in self._swin_blocks())
 
     # ------------------------------------------------------------------ loading
 
     def load_pretrained(self, source: str | Path) -> None:
         source = Path(source)
         if self.options.format == "laion":
-            self._load_laion_checkpoint(source)
+            self.load_laion_state(read_laion_checkpoint(source), str(source))
         else:
             self._load_hf_directory(source)
 
-    def _load_laion_checkpoint(self, path: Path) -> None:
-        if not path.is_file():
-            raise MissingCheckpointError(
-                f"LAION-CLAP checkpoint not found: {path}. Download the music checkpoint from "
-                f"{LAION_CLAP_MUSIC_URL} and set model.channels.audio.source to its path."
-            )
-        # weights_only: an original checkpoint is a pickle; never execute code from it.
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
-        if not isinstance(state, dict):
-            raise ValueError(f"{path} is not a LAION-CLAP checkpoint (no state_dict)")
-        state = {k.removeprefix("module."): v for k, v in state.items()}
-        ours = {}
-        for prefix in ("audio_branch.", "audio_projection."):
-            ours.update({k: v for k, v in state.items() if k.startswith(prefix)})
-        ours = {k: v for k, v in ours.items() if not k.startswith(_DFT_BASIS_PREFIX)}
-        if not ours:
-            raise ValueError(f"{path} has no audio_branch/audio_projection weights")
+    def load_laion_state(self, state: Mapping[str, torch.Tensor], name: str) -> None:
+        """Load an original LAION-CLAP audio state dict (:func:`read_laion_checkpoint`)."""
         hint = "(check the options: HTSAT-base is htsat_embed_dim=128, depths=[2,2,12,2])"
+        if LAION_MEL_KEY in state:
+            theirs = state[LAION_MEL_KEY].float()
+            ours = self.logmel.mel_weights
+            if theirs.shape != ours.shape or not torch.allclose(theirs, ours, atol=1e-6):
+                raise ValueError(
+                    f"{name}: its mel filter bank is not the one the options describe "
+                    f"(sample_rate, fft_size, mel_bins, fmin, fmax) {hint}"
+                )
+        converted = laion_to_hf_state_dict(state)
+        # transformers' relative position indices are derived buffers it builds itself.
+        derived = {k for k in self.hf_model.state_dict() if k.endswith("relative_position_index")}
         try:
-            missing, unexpected = self.load_state_dict(ours, strict=False)
+            missing, unexpected = self.hf_model.load_state_dict(converted, strict=False)
         except RuntimeError as err:  # shape mismatches
             raise ValueError(
-                f"{path} does not match the configured HTSAT architecture {hint}: {err}"
+                f"{name} does not match the configured HTSAT architecture {hint}: {err}"
             ) from err
+        missing = [k for k in missing if k not in derived]
         if missing or unexpected:
             raise ValueError(
-                f"{path} does not match the configured HTSAT architecture {hint}: "
+                f"{name} does not match the configured HTSAT architecture {hint}: "
                 f"missing {missing[:5]}, unexpected {unexpected[:5]}"
             )
 
@@ -374,21 +488,32 @@ class ClapHTSATBackbone(Backbone):
                 raise MissingCheckpointError(_hf_missing_message(directory / name))
         model = ClapAudioModelWithProjection.from_pretrained(directory, local_files_only=True)
         self.hf_model.load_state_dict(model.state_dict(), strict=True)
-        self.load_assets(directory)
 
-    def save_assets(self, directory: Path) -> None:
-        if self.feature_extractor is not None:
-            self.feature_extractor.save_pretrained(directory)
+    def save_hf_directory(self, directory: str | Path) -> None:
+        """Write the network as a Hugging Face CLAP directory: ``config.json``, safetensors
+        weights and a ``preprocessor_config.json`` with this front end's settings (loadable
+        here as format ``hf``, and by transformers' ``ClapAudioModelWithProjection`` and
+        ``ClapFeatureExtractor``)."""
+        from transformers import ClapFeatureExtractor
 
-    def load_assets(self, directory: Path) -> None:
-        if self.options.format == "hf":
-            from transformers import ClapFeatureExtractor
-
-            if not (directory / "preprocessor_config.json").is_file():
-                raise MissingCheckpointError(
-                    _hf_missing_message(directory / "preprocessor_config.json")
-                )
-            self.feature_extractor = ClapFeatureExtractor.from_pretrained(directory)
+        o = self.options
+        if not float(o.window_seconds).is_integer():
+            raise ValueError(
+                f"window_seconds {o.window_seconds}: a Hugging Face CLAP directory records "
+                "the window in whole seconds (max_length_s)"
+            )
+        self.hf_model.save_pretrained(directory)
+        ClapFeatureExtractor(
+            feature_size=o.mel_bins,
+            sampling_rate=o.sample_rate,
+            hop_length=o.hop_size,
+            max_length_s=int(o.window_seconds),
+            fft_window_size=o.fft_size,
+            frequency_min=o.fmin,
+            frequency_max=o.fmax,
+            padding="repeatpad",
+            truncation="rand_trunc",
+        ).save_pretrained(directory)
 
     # ------------------------------------------------------------------ forward
 
@@ -410,27 +535,66 @@ class ClapHTSATBackbone(Backbone):
             ]
         )
 
+    def log_mel(self, waveforms: torch.Tensor) -> torch.Tensor:
+        """Window-length waveforms ``[B, window]`` → HTSAT's input, log-mel
+        ``[B, 1, frames, mel_bins]`` in dB (float32)."""
+        return self.logmel(self.spectrogram(waveforms))
+
     def forward(self, waveforms: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
         """Embed mono 48-kHz waveforms → L2-normalised CLAP audio embeddings ``[B, 512]``."""
-        x = self.prepare_waveforms(waveforms)
-        if self.options.format == "laion":
-            device = self.audio_projection[0].weight.device
-            out = self.audio_branch({"waveform": x.to(device)}, device=device)
-            embedding = self.audio_projection(out["embedding"])
-        else:
-            if self.feature_extractor is None:
-                raise RuntimeError("CLAP (hf) backbone has no feature extractor: load it first")
-            device = self.hf_model.audio_projection.linear1.weight.device
-            features = self.feature_extractor(
-                [w.numpy() for w in x.cpu()],
-                sampling_rate=self.options.sample_rate,
-                return_tensors="pt",
-            )
-            dtype = self.hf_model.audio_projection.linear1.weight.dtype
-            embedding = self.hf_model(
-                input_features=features["input_features"].to(device, dtype),
-                is_longer=features.get("is_longer").to(device)
-                if features.get("is_longer") is not None
-                else None,
-            ).audio_embeds
-        return F.normalize(embedding, dim=-1)
+        x = self.prepare_waveforms(waveforms).to(self.logmel.mel_weights.device)
+        features = self.log_mel(x).to(parameter_dtype(self.hf_model))
+        return F.normalize(self.hf_model(input_features=features).audio_embeds, dim=-1)
+
+
+def _hf_directory_options(directory: Path) -> dict[str, Any]:
+    """Options of a Hugging Face CLAP directory: its ``config.json`` and, for our front end,
+    the settings in its ``preprocessor_config.json``."""
+    from transformers import ClapAudioConfig, ClapFeatureExtractor
+
+    for name in ("config.json", "preprocessor_config.json"):
+        if not (directory / name).is_file():
+            raise MissingCheckpointError(_hf_missing_message(directory / name))
+    config = ClapAudioConfig.from_pretrained(directory, local_files_only=True)
+    extractor = ClapFeatureExtractor.from_pretrained(directory, local_files_only=True)
+    if extractor.padding != "repeatpad":
+        raise ValueError(
+            f"{directory / 'preprocessor_config.json'}: padding {extractor.padding!r} is not "
+            "supported (short clips are repeated then zero-padded: 'repeatpad')"
+        )
+    return {
+        "format": "hf",
+        "hf_config": config.to_diff_dict(),
+        "sample_rate": extractor.sampling_rate,
+        "window_seconds": float(extractor.max_length_s),
+        "mel_bins": extractor.feature_size,
+        "fft_size": extractor.fft_window_size,
+        "hop_size": extractor.hop_length,
+        "fmin": extractor.frequency_min,
+        "fmax": extractor.frequency_max,
+    }
+
+
+def convert_laion_checkpoint(src: str | Path, dst_dir: str | Path) -> Path:
+    """Convert an original LAION-CLAP checkpoint file to a Hugging Face CLAP directory.
+
+    The architecture is read from the file; the weights go through the same mapping as
+    loading format ``laion`` (so the directory loads as format ``hf`` to the same network).
+    ``dst_dir`` must not exist or be empty; it is written whole or not at all.
+    Returns ``dst_dir``.
+    """
+    src, dst = Path(src), Path(dst_dir)
+    if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
+        raise FileExistsError(f"{dst} exists and is not an empty directory")
+    state = read_laion_checkpoint(src)
+    options = ClapHTSATBackbone.resolve_options(laion_architecture(state), "full")
+    backbone = ClapHTSATBackbone(options)
+    backbone.load_laion_state(state, str(src))
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
+    try:
+        backbone.save_hf_directory(tmp)
+        os.replace(tmp, dst)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dst

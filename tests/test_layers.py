@@ -39,6 +39,8 @@ PACKAGE_LAYERS = {
     "data": PARTS,
     "metrics": PARTS,
     "objectives": PARTS,
+    "configuration": MODEL,
+    "model_card": MODEL,
     "modeling": MODEL,
     "embedding": ENGINE,
     "evaluation": ENGINE,
@@ -47,6 +49,7 @@ PACKAGE_LAYERS = {
     "training": ENGINE,
     "vmnet": ENGINE,
     "cli": ENTRY,
+    "commands": ENTRY,  # the trimodal command
     "evaluate": ENTRY,  # python -m trimodal.evaluate
 }
 # Top-level packages outside trimodal.

@@ -50,6 +50,8 @@ PACKAGE_LAYERS = {
     "vmnet": ENGINE,
     "cli": ENTRY,
     "commands": ENTRY,  # the trimodal command
+    "help": ENTRY,
+    "__main__": ENTRY,  # python -m trimodal
     "evaluate": ENTRY,  # python -m trimodal.evaluate
 }
 # Top-level packages outside trimodal.

@@ -535,9 +535,13 @@ def test_demo_path_generates_once_trains_and_prints_the_comparison_table(
     monkeypatch.setattr(
         cli, "prepare_demo_data", lambda: original(cache_dir=tmp_path / "cache", videos=16)
     )
-    argv = ["--output", str(tmp_path / "run"), "--train.max_steps", "2", "--train.batch_size", "4"]
+    argv = ["--demo", "--output", str(tmp_path / "run"), "--train.max_steps", "2"]
+    argv += ["--train.batch_size", "4"]
     assert cli.train_main(argv) == 0
     out = capsys.readouterr().out
+    # The end-of-run summary: the best validation, where the model is, how to evaluate it.
+    assert f"best model: {tmp_path / 'run' / 'best'}" in out
+    assert "best video/audio-video/mean_R@10 = " in out and "trimodal evaluate --model" in out
     assert "generating the synthetic demo corpus (16 videos)" in out
     table = [line for line in out.splitlines() if line.startswith("| video | audio→video |")]
     assert [line.split("|")[3].strip() for line in table] == ["trained", "untrained", "chance"]

@@ -697,7 +697,7 @@ def convert(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m trimodal.backbones.musicnn",
+        prog="trimodal convert-musicnn (python -m trimodal.backbones.musicnn)",
         description="Convert the pretrained musicnn TF checkpoints to safetensors.",
     )
     sub = parser.add_subparsers(dest="command", required=True)

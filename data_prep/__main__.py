@@ -54,11 +54,11 @@ def build_parser(command: str | None = None, prog: str = "trimodal") -> argparse
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "trimodal") -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser(argv[0] if argv else None).parse_args(argv)
+    args = build_parser(argv[0] if argv else None, prog=prog).parse_args(argv)
     return int(args.func(args) or 0)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(prog="python -m data_prep"))

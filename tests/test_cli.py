@@ -152,3 +152,22 @@ def test_shipped_configs_resolve_by_name():
     config = load_config(resolve_config("weighted_contrastive"))
     assert config.objective == "weighted_contrastive" and config.model.preset == "full"
     assert resolve_config("thesis/baseline.yaml").endswith("thesis/baseline.yaml")
+
+
+def test_objective_options_read_without_torch_match_the_constructors():
+    import inspect
+
+    from trimodal.objectives import available_objectives, objective_class
+    from trimodal.training.checks import objective_options
+
+    options = objective_options()
+    assert list(options) == available_objectives()
+    for name, accepted in options.items():
+        assert accepted == list(inspect.signature(objective_class(name)).parameters), name
+
+
+def test_the_musicnn_command_offers_the_convertible_models():
+    from trimodal.backbones.musicnn import MUSICNN_MODELS
+    from trimodal.backbones.musicnn_cli import MODELS
+
+    assert MODELS == MUSICNN_MODELS

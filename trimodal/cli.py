@@ -194,11 +194,7 @@ def _build(config: ExperimentConfig, demo: bool) -> tuple[Any, Path | None]:
     from trimodal.backbones import MissingCheckpointError
     from trimodal.modeling import build_model
     from trimodal.training import Trainer
-    from trimodal.training.checks import objective_option_problems
 
-    problems = objective_option_problems(config.objective, config.objective_options)
-    if problems:
-        raise UsageError("\n".join(problems))
     torch.manual_seed(config.train.seed)
     try:
         model = build_model(config.model)

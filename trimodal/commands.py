@@ -40,7 +40,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("yt8m-filter", _DATA_PREP, "YouTube-8M step 5: quality filters and age splits", ("yt8m-filter",)),
     Command("yt8m-corpus", _DATA_PREP, "YouTube-8M step 6: write the raw corpus for downloaded media", ("yt8m-corpus",)),
     Command("vmnet", "trimodal.vmnet.__main__:main", "the VM-NET baseline: features, train, evaluate"),
-    Command("convert-musicnn", "trimodal.backbones.musicnn:main", "convert the pretrained musicnn weights (downloads ~30 MB)", ("convert",)),
+    Command("convert-musicnn", "trimodal.backbones.musicnn_cli:main", "convert the pretrained musicnn weights (downloads ~30 MB)", ("convert",)),
 )  # fmt: skip
 
 _HELP_FLAGS = ("-h", "--help")

@@ -140,6 +140,8 @@ def experiment_problems(config: ExperimentConfig, check_data: bool = True) -> li
     objectives = list(objective_summaries())
     if config.objective not in objectives:
         problems.append(_unknown("objective", "--objective", config.objective, objectives))
+    else:
+        problems += objective_option_problems(config.objective, config.objective_options)
     bad_ks = [k for k in config.eval.ks if k < 1]
     if not config.eval.ks or bad_ks:
         problems.append(f"eval.ks: cut-offs must be positive integers, got {config.eval.ks}")
@@ -154,14 +156,42 @@ def experiment_problems(config: ExperimentConfig, check_data: bool = True) -> li
     return [p for p in problems if p]
 
 
+def objective_options() -> dict[str, list[str] | None]:
+    """``{objective name: the keyword options its constructor takes}`` (``None``: any),
+    read from ``trimodal/objectives/`` with :mod:`ast` (a class without ``__init__`` takes
+    its base's), so options are checked without importing torch."""
+    import ast
+
+    classes: dict[str, ast.ClassDef] = {}
+    registered: dict[str, str] = {}
+    for path in sorted(OBJECTIVES_DIR.glob("*.py")):
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.ClassDef):
+                classes[node.name] = node
+                for dec in node.decorator_list:
+                    if isinstance(dec, ast.Call) and getattr(dec.func, "id", None) == "register_objective":  # fmt: skip
+                        registered[dec.args[0].value] = node.name
+
+    def accepted(name: str) -> list[str] | None:
+        node = classes.get(name)
+        if node is None:
+            return []
+        for item in node.body:
+            if isinstance(item, ast.FunctionDef) and item.name == "__init__":
+                args = item.args
+                if args.kwarg is not None:
+                    return None
+                return [a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs][1:]]
+        bases = [b.id for b in node.bases if isinstance(b, ast.Name)]
+        return accepted(bases[0]) if bases else []
+
+    return {name: accepted(cls) for name, cls in sorted(registered.items())}
+
+
 def objective_option_problems(name: str, options: dict[str, Any]) -> list[str]:
-    """Options the objective's constructor does not take (imports the objectives)."""
-    import inspect
-
-    from trimodal.objectives import objective_class
-
-    accepted = inspect.signature(objective_class(name)).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
+    """Options the objective's constructor does not take."""
+    accepted = objective_options().get(name)
+    if accepted is None:
         return []
     unknown = sorted(set(options) - set(accepted))
     if not unknown:

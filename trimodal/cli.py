@@ -208,14 +208,15 @@ def _build(config: ExperimentConfig, demo: bool) -> tuple[Any, Path | None]:
 
 
 def run_training(config: ExperimentConfig, demo: bool = False) -> int:
-    """Train with ``config``; for the demo also evaluate and print the comparison table;
-    end with the run's summary (best metric, where the model is, how to evaluate it)."""
+    """Train with ``config`` and print the run's summary (best metric, where the model is,
+    how to evaluate it); for the demo then evaluate and print the comparison table."""
     trainer, untrained = _build(config, demo)
     trainer.fit()
     if trainer.accelerator.is_main_process:
+        # The demo's output ends with its table (the README shows it), so the summary first.
+        print("\n" + trainer.summary())
         if demo:
             print("\n" + demo_report(config, Path(config.train.output_dir) / "best", untrained))
-        print("\n" + trainer.summary())
     return 0
 
 

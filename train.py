@@ -1,10 +1,5 @@
-"""Train a trimodal model: ``accelerate launch train.py --objective weighted_contrastive``.
-
-Options: ``--config FILE.yaml``, ``--data PREPARED_DIR``, ``--output RUN_DIR``,
-``--resume latest``, ``--grad-cache-chunk N`` and any config key as ``--section.key VALUE``
-(see ``trimodal/config.py``). Without ``--data`` (and no ``data.prepared_dir`` in the config)
-it runs the embedded demo on the built-in synthetic corpus.
-"""
+"""``accelerate launch train.py ...``: ``trimodal train`` under a launcher (same options;
+``trimodal train --help`` lists them). With no arguments it runs the embedded demo."""
 
 import sys
 

@@ -52,13 +52,35 @@ import argparse
 import dataclasses
 import json
 import sys
+from pathlib import Path
 
-from trimodal.media import DECODERS
-from trimodal.prepare import CorpusError, PrepareError, load_data_config, prepare
+from data_prep.__main__ import positive_int
+
+DESCRIPTION = """\
+Turn a raw corpus (CORPUS/videos.jsonl and the media files) into model-ready clips: one
+dataset per split (OUT/train, OUT/dev, OUT/test), with OUT/summary.json (counts) and
+OUT/skipped.jsonl (every video that could not be used, with its reason).
+
+  trimodal prepare --corpus data/corpus --out data/prepared [--config configs/demo_data.yaml]
+
+Settings come from a YAML file's data: section (--config; keys of DataConfig, listed by
+`trimodal train --help`), then the options below. A video that cannot be decoded is skipped
+and recorded, never stops the run; a killed run, started again, resumes where it stopped.
+"""
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
-    config = load_data_config(args.config)
+    from trimodal.config import ConfigError
+    from trimodal.prepare import CorpusError, PrepareError, load_data_config, prepare
+
+    try:
+        config = load_data_config(args.config)
+    except (PrepareError, ConfigError) as err:
+        print(f"error: --config: {err}", file=sys.stderr)
+        return 2
+    if not Path(args.corpus, "videos.jsonl").is_file():
+        print(f"error: --corpus: {args.corpus} has no videos.jsonl (write one with `trimodal synthetic` or the yt8m-* steps)", file=sys.stderr)  # fmt: skip
+        return 2
     overrides = {
         "clip_seconds": args.clip_seconds,
         "scheme": args.scheme,
@@ -97,22 +119,17 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--corpus", required=True, help="raw corpus directory (videos.jsonl + media)")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--config", help="YAML with a data: section (or DataConfig keys at the top)")
-    p.add_argument("--workers", type=int, default=None, help="decoding processes")
-    p.add_argument("--clip-seconds", type=float, default=None)
-    p.add_argument("--scheme", choices=["clips", "segments"], default=None)
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--split-by", choices=["hash", "age"], default=None)
-    p.add_argument("--frame-dtype", choices=["uint8", "float16"], default=None)
-    p.add_argument(
-        "--decoder",
-        choices=list(DECODERS),
-        default=None,
-        help="backend that reads the frames (default: the config's, auto)",
-    )
-    p.add_argument("--dense-train", action="store_true", help="keep every train clip")
-    p.add_argument("--keep-work", action="store_true", help="keep the per-video shards")
-    p.add_argument("--force", action="store_true", help="redo even if already prepared")
+    p.add_argument("--config", help="YAML with a data: section, or DataConfig keys at the top (default: DataConfig's defaults)")  # fmt: skip
+    p.add_argument("--workers", type=positive_int, default=None, help="decoding processes (default: data.prepare_workers, 2)")  # fmt: skip
+    p.add_argument("--clip-seconds", type=float, default=None, help="clip length in seconds (default: data.clip_seconds, 8)")  # fmt: skip
+    p.add_argument("--scheme", choices=["clips", "segments"], default=None, help="consecutive clips, or the dual-encoder study's random segments (default: clips)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=None, help="seed of the clip sampling (default: data.seed, 0)")  # fmt: skip
+    p.add_argument("--split-by", choices=["hash", "age"], default=None, help="videos without a split: by a hash of the id or by age (default: hash)")  # fmt: skip
+    p.add_argument("--frame-dtype", choices=["uint8", "float16"], default=None, help="stored frames (default: uint8, exact)")  # fmt: skip
+    p.add_argument("--decoder", choices=["auto", "pyav", "decord"], default=None, help="backend that reads the frames: decord where installed with PyAV for what it cannot read, or one alone (default: data.decoder, auto)")  # fmt: skip
+    p.add_argument("--dense-train", action="store_true", help="keep every train clip (default: the study's sampled share)")  # fmt: skip
+    p.add_argument("--keep-work", action="store_true", help="keep the per-video intermediate files")  # fmt: skip
+    p.add_argument("--force", action="store_true", help="prepare again even if already prepared")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_prepare)
 
@@ -122,7 +139,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "prepare",
         help="turn a raw corpus into model-ready clip datasets (one per split)",
-        description=__doc__,
+        description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_arguments(p)
@@ -132,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m data_prep.prepare ...``: the same as ``python -m data_prep prepare ...``."""
     parser = argparse.ArgumentParser(
         prog="python -m data_prep.prepare",
-        description=__doc__,
+        description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_arguments(parser)

@@ -142,16 +142,17 @@ def test_demo_yaml_resolves_to_the_demo_experiment():
     assert load_config(DEMO_CONFIG) == _expected_demo_config()
 
 
-def test_demo_settings_sit_between_a_config_file_and_the_command_line(tmp_path):
+def test_a_config_file_and_the_command_line_apply_over_the_demo_settings(tmp_path):
     from trimodal.cli import _demo_config
 
     path = tmp_path / "exp.yaml"
     path.write_text(yaml.safe_dump({"objective": "cosine", "train": {"epochs": 2, "lr": 0.5}}))
     argv = parse_overrides(["--train.epochs", "1", "--model.channels.audio.trainable_blocks", "1"])
     config = _demo_config(argv, str(path))
-    assert config.train.epochs == 1  # the command line beats the demo
+    assert config.train.epochs == 1  # the command line beats the file and the demo
     assert config.model.channels["audio"].trainable_blocks == 1
-    assert config.train.lr == 3e-3 and config.objective == "weighted_contrastive"  # demo > file
+    assert config.train.lr == 0.5 and config.objective == "cosine"  # the user's file > demo
+    assert config.train.batch_size == 16  # the demo's, where the file says nothing
 
 
 def test_demo_data_yaml_is_the_demo_preparation():
@@ -168,7 +169,7 @@ def test_demo_data_yaml_is_the_demo_preparation():
         audio_rates=[48000],
     )
     assert demo_data_config() == expected
-    from data_prep.prepare import load_data_config  # what `python -m data_prep prepare` reads
+    from trimodal.prepare import load_data_config  # what `trimodal prepare` reads
 
     assert load_data_config(DEMO_DATA_CONFIG) == expected
 
@@ -179,4 +180,4 @@ def test_a_missing_demo_file_is_one_clear_error(monkeypatch, tmp_path):
     monkeypatch.setattr(cli, "DEMO_CONFIG", tmp_path / "demo.yaml")
     with pytest.raises(FileNotFoundError, match="pip install -e"):
         cli._demo_config({}, None)
-    assert cli.train_main(["--train.epochs", "1"]) == 2
+    assert cli.train_main(["--demo", "--train.epochs", "1"]) == 2

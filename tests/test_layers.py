@@ -39,6 +39,8 @@ PACKAGE_LAYERS = {
     "data": PARTS,
     "metrics": PARTS,
     "objectives": PARTS,
+    "configuration": MODEL,
+    "model_card": MODEL,
     "modeling": MODEL,
     "embedding": ENGINE,
     "evaluation": ENGINE,
@@ -48,6 +50,9 @@ PACKAGE_LAYERS = {
     "training": ENGINE,
     "vmnet": ENGINE,
     "cli": ENTRY,
+    "commands": ENTRY,  # the trimodal command
+    "help": ENTRY,
+    "__main__": ENTRY,  # python -m trimodal
     "evaluate": ENTRY,  # python -m trimodal.evaluate
 }
 # Top-level packages outside trimodal.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -330,6 +331,53 @@ def test_a_run_saves_config_metrics_best_and_last(prepared, tmp_path):
         "checkpoint_3",
         "checkpoint_6",
     ]
+    record = json.loads((run / "run.json").read_text())
+    assert record["versions"]["torch"] and record["git_commit"]  # the checkout is a repository
+    assert record["launcher"]["num_processes"] == 1 and record["command"]
+    assert {"transformers", "accelerate", "trimodal"} <= set(record["versions"])
+    # The best model carries how it was trained: training.json and the model card.
+    training = json.loads((run / "best" / "training.json").read_text())
+    assert training["config"]["objective"] == "contrastive" == training["objective"]
+    assert training["best"]["metric"] == "video/mean_R@10"
+    assert training["data"]["splits"]["train"]["videos"] == 4
+    card = (run / "best" / "README.md").read_text()
+    assert "Objective: `contrastive`" in card and "Selected on `video/mean_R@10`" in card
+    assert "| video | audio→video | R@10 |" in card
+
+
+def test_trackers_receive_the_config_and_tracker_safe_metric_names(prepared, tmp_path):
+    from accelerate import Accelerator
+    from accelerate.tracking import GeneralTracker
+
+    from trimodal.training.records import flat_config
+
+    class Recorder(GeneralTracker):
+        name = "recorder"
+        requires_logging_directory = False
+
+        def __init__(self):
+            super().__init__()
+            self.config, self.keys = None, set()
+
+        @property
+        def tracker(self):
+            return self
+
+        def store_init_configuration(self, values):
+            self.config = values
+
+        def log(self, values, step=None, **kwargs):
+            self.keys |= set(values)
+
+    recorder = Recorder()
+    config = _config(prepared, tmp_path / "run", "--train.epochs", "1")
+    Trainer(config, accelerator=Accelerator(log_with=[recorder])).fit()
+    assert recorder.config == flat_config(config)
+    assert recorder.config["train.lr"] == 1e-3 and recorder.config["objective"] == "contrastive"
+    assert recorder.config["train.log_with"] == '["jsonl"]'  # lists as JSON text
+    assert "dev/video/audio_to_video/R_at_10" in recorder.keys and "train/loss" in recorder.keys
+    # MLflow's rule for names: letters, digits, and _ - . / and space.
+    assert all(re.fullmatch(r"[A-Za-z0-9_\-./ ]+", key) for key in recorder.keys), recorder.keys
 
 
 def test_train_py_refuses_bad_options(tmp_path):
@@ -487,9 +535,13 @@ def test_demo_path_generates_once_trains_and_prints_the_comparison_table(
     monkeypatch.setattr(
         cli, "prepare_demo_data", lambda: original(cache_dir=tmp_path / "cache", videos=16)
     )
-    argv = ["--output", str(tmp_path / "run"), "--train.max_steps", "2", "--train.batch_size", "4"]
+    argv = ["--demo", "--output", str(tmp_path / "run"), "--train.max_steps", "2"]
+    argv += ["--train.batch_size", "4"]
     assert cli.train_main(argv) == 0
     out = capsys.readouterr().out
+    # The end-of-run summary: the best validation, where the model is, how to evaluate it.
+    assert f"best model: {tmp_path / 'run' / 'best'}" in out
+    assert "best video/audio-video/mean_R@10 = " in out and "trimodal evaluate --model" in out
     assert "generating the synthetic demo corpus (16 videos)" in out
     table = [line for line in out.splitlines() if line.startswith("| video | audio→video |")]
     assert [line.split("|")[3].strip() for line in table] == ["trained", "untrained", "chance"]

@@ -1,12 +1,11 @@
-"""Command-line entry of ``train.py`` and the embedded demo.
+"""``trimodal train``: train a model on a prepared dataset, or run the embedded demo.
 
-``accelerate launch train.py [--config FILE] [--objective NAME] [--data DIR] [--output DIR]
-[--resume latest] [--grad-cache-chunk N] [--section.key VALUE ...]``
-
-Without ``--data`` (and no ``data.prepared_dir`` in the config) this runs the **embedded
-demo**: it generates the built-in synthetic music-video corpus and prepares it (once, into
-the trimodal cache directory), trains the tiny model presets on it and prints test retrieval
-for the trained model next to the same model untrained and chance.
+``trimodal train --config NAME_OR_FILE --data PREPARED [--output RUN] [--KEY VALUE ...]``;
+``accelerate launch train.py ...`` is the same command under a launcher. ``trimodal train``
+with no arguments, or with ``--demo``, runs the embedded demo: it generates the built-in
+synthetic music-video corpus and prepares it (once, into the trimodal cache directory),
+trains the tiny model presets on it and prints test retrieval for the trained model next to
+the same model untrained and chance.
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from trimodal.config import (
+    ALIASES,
     ConfigError,
     DataConfig,
     ExperimentConfig,
@@ -27,27 +27,63 @@ from trimodal.config import (
     parse_overrides,
     read_config_file,
 )
+from trimodal.help import config_reference, configs_dir, resolve_config, shipped_configs
 
 DEMO_VIDEOS = 360
-# The demo's settings ship beside the package in the repository's configs/ (an editable
-# install, `pip install -e .`, keeps them there).
-CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
+CONFIGS_DIR = configs_dir()
 DEMO_CONFIG = CONFIGS_DIR / "demo.yaml"
 DEMO_DATA_CONFIG = CONFIGS_DIR / "demo_data.yaml"
+
+_DESCRIPTION = """\
+Train a trimodal model on a prepared dataset (see `trimodal prepare`).
+
+  trimodal train --config weighted_contrastive --data data/prepared --output runs/wc
+  accelerate launch --num_processes 4 train.py --config contrastive --data data/prepared
+  trimodal train --demo          (or no arguments: the built-in demo, on synthetic data)
+
+Every config key below is an option too (--section.key VALUE, or --section.key=VALUE; lists
+and mappings in YAML flow form: --eval.ks [1,5,10]). Order of precedence: the defaults, then
+--config, then the options. The run directory gets config.yaml (the resolved config),
+run.json (versions, git commit, launcher settings, command line), metrics.jsonl, and the
+best and last models (best/, last/: weights, config.json, assets, README.md model card).
+"""
+
+
+class UsageError(Exception):
+    """A mistake in what the user asked for: reported in a line or two, exit status 2."""
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="train.py",
-        description=__doc__,
+        prog="trimodal train",
+        description=_DESCRIPTION,
+        epilog=config_reference(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--config", help="YAML experiment config (configs/*.yaml)")
-    parser.epilog = (
-        "Other options: --objective NAME, --data DIR, --output DIR, --resume latest, "
-        "--grad-cache-chunk N, or any config key as --section.key VALUE."
+    names = ", ".join(shipped_configs())
+    parser.add_argument(
+        "--config",
+        metavar="NAME_OR_FILE",
+        help=f"an experiment YAML file, or a shipped config by name: {names} (default: none)",
     )
+    parser.add_argument("--demo", action="store_true", help="run the built-in demo (synthetic data, tiny models); a --config and options apply on top of its settings")  # fmt: skip
+    parser.add_argument("--data", metavar="DIR", help="prepared dataset (data.prepared_dir; default: none, required unless --demo)")  # fmt: skip
+    parser.add_argument("--output", metavar="DIR", help="run directory (train.output_dir; default: runs/trimodal)")  # fmt: skip
+    parser.add_argument("--objective", metavar="NAME", help="training objective, listed below (default: weighted_contrastive)")  # fmt: skip
+    parser.add_argument("--resume", metavar="latest|DIR", help="continue from the newest checkpoint of the run, or a checkpoint directory (train.resume; default: none)")  # fmt: skip
+    parser.add_argument("--grad-cache-chunk", metavar="N", help="gradient caching in chunks of N clips, for large contrastive batches (train.grad_cache_chunk; default: off)")  # fmt: skip
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     return parser
+
+
+def _overrides(args: argparse.Namespace, rest: list[str]) -> dict[str, Any]:
+    """The options as a nested mapping: the named ones (--data ...) and every --section.key."""
+    named = []
+    for option in ("objective", *ALIASES):
+        value = getattr(args, option, None)
+        if value is not None:
+            named += [f"--{ALIASES.get(option, option)}", value]
+    return parse_overrides([*named, *rest])
 
 
 def _demo_file(path: Path) -> Path:
@@ -55,7 +91,8 @@ def _demo_file(path: Path) -> Path:
     if not path.is_file():
         raise FileNotFoundError(
             f"the demo's settings {path} are missing: they live in the repository's configs/ "
-            "directory, next to the trimodal package (install the checkout with `pip install -e .`)"
+            "directory, shipped in the package as trimodal/configs (reinstall trimodal, or "
+            "install the checkout with `pip install -e .`)"
         )
     return path
 
@@ -99,51 +136,87 @@ def prepare_demo_data(cache_dir: Path | None = None, videos: int = DEMO_VIDEOS) 
 
 
 def _demo_config(argv_overrides: dict[str, Any], path: str | None) -> ExperimentConfig:
-    """The demo's experiment: defaults, then ``path`` (a --config file), then
-    ``configs/demo.yaml``, then the command line's overrides."""
+    """The demo's experiment: defaults, then ``configs/demo.yaml``, then ``path`` (a
+    --config file), then the command line's overrides."""
     demo = read_config_file(_demo_file(DEMO_CONFIG))
-    return load_config(path, merge_config_dicts(demo, argv_overrides))
+    if path is not None:
+        demo = merge_config_dicts(demo, read_config_file(path))
+    return load_config(None, merge_config_dicts(demo, argv_overrides))
+
+
+def _experiment(argv: list[str]) -> tuple[ExperimentConfig, bool, bool]:
+    """``(config, demo, debug)`` from the command line, checked (:class:`UsageError`)."""
+    from trimodal.training.checks import experiment_problems
+
+    args, rest = _parser().parse_known_args(argv)
+    demo = args.demo or not argv
+    try:
+        overrides = _overrides(args, rest)
+        path = resolve_config(args.config) if args.config else None
+        config = _demo_config(overrides, path) if demo else load_config(path, overrides)
+    except (ConfigError, FileNotFoundError) as err:
+        raise UsageError(str(err)) from err
+    # The demo's data is generated and prepared after the checks.
+    problems = experiment_problems(config, check_data=not demo)
+    if problems:
+        raise UsageError("\n".join(problems))
+    return config, demo, args.debug
 
 
 def train_main(argv: list[str] | None = None) -> int:
-    """``train.py``'s main; returns the process exit code."""
+    """``trimodal train``'s main; returns the process exit status (2: a usage error)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("trimodal").setLevel(logging.INFO)
-    args, rest = _parser().parse_known_args(argv)
+    debug = "--debug" in argv
     try:
-        overrides = parse_overrides(rest)
-        config = load_config(args.config, overrides)
-        demo = not config.data.prepared_dir
+        config, demo, debug = _experiment(argv)
         if demo:
-            config = _demo_config(overrides, args.config)
-    except (ConfigError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
+            config = dataclasses.replace(
+                config,
+                data=dataclasses.replace(config.data, prepared_dir=str(prepare_demo_data())),
+            )
+        return run_training(config, demo=demo)
+    except UsageError as err:
+        if debug:
+            raise
+        for line in str(err).splitlines():
+            print(f"error: {line}", file=sys.stderr)
+        print("(trimodal train --help lists the options; --debug shows the traceback)", file=sys.stderr)  # fmt: skip
         return 2
-    if demo:
-        config = dataclasses.replace(
-            config,
-            data=dataclasses.replace(config.data, prepared_dir=str(prepare_demo_data())),
-        )
-    return run_training(config, demo=demo)
 
 
-def run_training(config: ExperimentConfig, demo: bool = False) -> int:
-    """Train with ``config``; for the demo also evaluate and print the comparison table."""
+def _build(config: ExperimentConfig, demo: bool) -> tuple[Any, Path | None]:
+    """The model and its trainer; a problem with the config or the weights is a
+    :class:`UsageError`."""
     import torch
 
+    from trimodal.backbones import MissingCheckpointError
     from trimodal.modeling import build_model
     from trimodal.training import Trainer
 
     torch.manual_seed(config.train.seed)
-    model = build_model(config.model)
-    untrained = None
-    if demo:
-        untrained = Path(config.train.output_dir) / "untrained"
-        model.save_pretrained(untrained)
-    trainer = Trainer(config, model=model)
+    try:
+        model = build_model(config.model)
+        untrained = None
+        if demo:
+            untrained = Path(config.train.output_dir) / "untrained"
+            model.save_pretrained(untrained)
+        return Trainer(config, model=model), untrained
+    except (ConfigError, MissingCheckpointError, ValueError) as err:
+        raise UsageError(str(err).splitlines()[0]) from err
+
+
+def run_training(config: ExperimentConfig, demo: bool = False) -> int:
+    """Train with ``config`` and print the run's summary (best metric, where the model is,
+    how to evaluate it); for the demo then evaluate and print the comparison table."""
+    trainer, untrained = _build(config, demo)
     trainer.fit()
-    if demo and trainer.accelerator.is_main_process:
-        print("\n" + demo_report(config, Path(config.train.output_dir) / "best", untrained))
+    if trainer.accelerator.is_main_process:
+        # The demo's output ends with its table (the README shows it), so the summary first.
+        print("\n" + trainer.summary())
+        if demo:
+            print("\n" + demo_report(config, Path(config.train.output_dir) / "best", untrained))
     return 0
 
 

@@ -509,7 +509,15 @@ def parse_overrides(args: Sequence[str]) -> dict[str, Any]:
             raw = args[i]
         key = key.replace("-", "_")
         key = ALIASES.get(key, key)
-        _set_dotted(result, key, yaml.safe_load(raw) if raw != "" else "")
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError as err:
+            problem = getattr(err, "problem", None) or "not valid YAML"
+            raise ConfigError(
+                f"--{key}: cannot read {raw!r} ({problem}); lists and mappings are YAML flow "
+                "collections, e.g. [1,5,10] or {block_size: 64}"
+            ) from None
+        _set_dotted(result, key, value)
         i += 1
     return result
 

@@ -18,130 +18,23 @@ Typical use::
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import math
 import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
+from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from trimodal.backbones import Backbone, get_backbone_class
 from trimodal.backbones.base import default_cache_dir, parameter_dtype
-from trimodal.config import ChannelConfig, HeadConfig, ModelConfig, from_dict, to_dict
+from trimodal.config import HeadConfig, ModelConfig, from_dict
+from trimodal.configuration import TrimodalConfig
 from trimodal.modalities import MODALITIES
-
-
-class TrimodalConfig(PretrainedConfig):
-    """Configuration of :class:`TrimodalModel` (stored as ``config.json``).
-
-    Like transformers' ``ClapConfig`` with its ``text_config`` / ``audio_config``, the
-    per-channel settings are typed sub-configs: ``config.channels["audio"].trainable_blocks``,
-    ``config.channels["video"].head.hidden_sizes``. They are the experiment's own
-    :class:`~trimodal.config.ChannelConfig` (one representation of a channel), resolved:
-    ``options`` hold the adapter's *full* architecture settings, so the model can be rebuilt
-    without the original files, and ``source`` (where the backbone weights were first loaded
-    from) has ``~`` and ``$VAR`` expanded. The channels are keyed by modality rather than
-    being one transformers sub-config each (``text_config`` ...) because any two or three
-    may be present. In ``config.json`` each channel is a plain mapping under
-    ``channels.<modality>`` with ``ChannelConfig``'s keys; ``__init__`` checks it key by key
-    (missing keys take their defaults, unknown ones are refused by name).
-
-    Args:
-        modalities: present channels, a subset of ``("text", "audio", "video")`` (≥ 2).
-        embed_dim: size of the shared space (300 in the study).
-        channels: per modality a :class:`~trimodal.config.ChannelConfig` or its mapping
-            (``{"backbone", "source", "options", "trainable_blocks",
-            "gradient_checkpointing", "head"}``, as read from ``config.json``).
-        logit_scale_init: initial log of the contrastive logit scale (ln(1/0.07)).
-        learnable_logit_scale: whether the logit scale trains.
-        logit_scale_max: clamp for the log scale (ln(100)), which prevents blow-ups.
-    """
-
-    model_type = "trimodal"
-
-    def __init__(
-        self,
-        modalities: list[str] | None = None,
-        embed_dim: int = 300,
-        channels: Mapping[str, ChannelConfig | Mapping[str, Any]] | None = None,
-        logit_scale_init: float = math.log(1 / 0.07),
-        learnable_logit_scale: bool = True,
-        logit_scale_max: float = math.log(100.0),
-        **kwargs: Any,
-    ):
-        self.modalities = list(modalities) if modalities is not None else list(MODALITIES)
-        self.embed_dim = embed_dim
-        self.channels: dict[str, ChannelConfig] = {
-            modality: _typed_channel(modality, channel)
-            for modality, channel in (channels or {}).items()
-        }
-        self.logit_scale_init = logit_scale_init
-        self.learnable_logit_scale = learnable_logit_scale
-        self.logit_scale_max = logit_scale_max
-        super().__init__(**kwargs)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON form: as :class:`~transformers.PretrainedConfig`, with each channel as a
-        plain mapping (what ``config.json`` holds and ``__init__`` reads back)."""
-        output = super().to_dict()
-        output["channels"] = {m: to_dict(channel) for m, channel in self.channels.items()}
-        return output
-
-    @classmethod
-    def from_model_config(cls, model_config: ModelConfig) -> TrimodalConfig:
-        """Resolve a :class:`~trimodal.config.ModelConfig` (presets applied) into a config."""
-        modalities = list(dict.fromkeys(model_config.modalities))
-        if len(modalities) < 2:
-            raise ValueError(f"model.modalities needs at least two modalities, got {modalities}")
-        channels = {}
-        for modality in modalities:
-            if modality not in model_config.channels:
-                raise ValueError(f"model.channels has no entry for modality {modality!r}")
-            channels[modality] = _resolve_channel(
-                modality, model_config.channels[modality], model_config.preset
-            )
-        return cls(
-            modalities=modalities,
-            embed_dim=model_config.embed_dim,
-            channels=channels,
-            logit_scale_init=model_config.logit_scale_init,
-            learnable_logit_scale=model_config.learnable_logit_scale,
-            logit_scale_max=model_config.logit_scale_max,
-        )
-
-
-def _typed_channel(modality: str, channel: ChannelConfig | Mapping[str, Any]) -> ChannelConfig:
-    """A channel as its typed config; a mapping (from ``config.json``) is checked key by key,
-    missing keys taking their defaults."""
-    if isinstance(channel, ChannelConfig):
-        return channel
-    return from_dict(ChannelConfig, dict(channel), prefix=f"channels.{modality}")
-
-
-def _resolve_channel(modality: str, channel: ChannelConfig, preset: str) -> ChannelConfig:
-    """The experiment's channel with its source expanded and its backbone options complete
-    (preset, then the checkpoint's recorded architecture, then the explicit options)."""
-    source = channel.source
-    if source is not None:  # "~/..." and "$VAR/..." work in YAML configs
-        source = os.path.expandvars(os.path.expanduser(source))
-    backbone_cls = get_backbone_class(channel.backbone)
-    if backbone_cls.modality != modality:
-        raise ValueError(
-            f"model.channels.{modality}.backbone={channel.backbone!r} is a "
-            f"{backbone_cls.modality} backbone"
-        )
-    options = backbone_cls.resolve_options(channel.options, preset, source)
-    # A copy: the model's config must not change when the experiment's config is edited.
-    return dataclasses.replace(
-        copy.deepcopy(channel), source=source, options=dataclasses.asdict(options)
-    )
+from trimodal.model_card import read_training_record, write_model_card
 
 
 @dataclasses.dataclass
@@ -388,28 +281,131 @@ class TrimodalModel(PreTrainedModel):
 
     # ------------------------------------------------------------------ persistence
 
+    #: How the model was trained (``training.json``; set by the trainer, read back by
+    #: :meth:`from_pretrained`); ``None`` for a model built outside a training run.
+    training_record: dict[str, Any] | None = None
+
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
-        """Save weights (safetensors), config and each channel's assets."""
+        """Save weights (safetensors), config, each channel's assets and the model card
+        (``README.md``, with ``training.json`` when the model has a training record).
+
+        ``push_to_hub=True`` (transformers' keyword) then uploads the directory with
+        :meth:`push_to_hub`, ``repo_id`` defaulting to the directory's name.
+        """
+        push = kwargs.pop("push_to_hub", False)
+        hub_kwargs = {k: kwargs.pop(k) for k in _PUSH_OPTIONS if k in kwargs}
         super().save_pretrained(save_directory, **kwargs)
+        directory = Path(save_directory)
         for modality, backbone in self.backbones.items():
-            backbone.save_assets(Path(save_directory) / modality)
+            backbone.save_assets(directory / modality)
+        if kwargs.get("is_main_process", True):
+            write_model_card(directory, self.config, self.training_record)
+        if push:
+            self.push_to_hub(hub_kwargs.pop("repo_id", directory.name), **hub_kwargs)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        commit_message: str = "Upload trimodal model",
+        private: bool | None = None,
+        token: str | bool | None = None,
+        revision: str | None = None,
+        create_pr: bool = False,
+    ) -> Any:
+        """Upload the model to the Hugging Face Hub: what :meth:`save_pretrained` writes
+        (weights, ``config.json``, the channels' assets, ``README.md``, ``training.json``),
+        with ``huggingface_hub.HfApi.upload_folder``. Returns the commit information."""
+        import tempfile
+
+        from huggingface_hub import HfApi
+
+        api = HfApi()
+        repo_id = api.create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
+        with tempfile.TemporaryDirectory() as tmp:
+            self.save_pretrained(tmp)
+            return api.upload_folder(
+                repo_id=repo_id,
+                folder_path=tmp,
+                commit_message=commit_message,
+                token=token,
+                revision=revision,
+                create_pr=create_pr,
+            )
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args, **kwargs):
-        """Load a model saved with :meth:`save_pretrained` from a local directory.
+        """Load a model saved with :meth:`save_pretrained`, from a directory or a Hub id.
 
-        ``dtype=torch.bfloat16`` (or ``torch.float16``; transformers' keyword) loads the
-        weights in that precision for inference: every backbone keeps its preprocessing in
-        float32 and casts to it, and the embeddings come back in float32.
+        A Hub id (``user/name``) is read from the local Hugging Face cache
+        (``huggingface_hub.snapshot_download``, every file of the repository: weights,
+        config and the channels' assets), offline unless ``local_files_only=False``;
+        ``revision`` and ``cache_dir`` are passed on. ``dtype=torch.bfloat16`` (or
+        ``torch.float16``; transformers' keyword) loads the weights in that precision for
+        inference: every backbone keeps its preprocessing in float32 and casts to it, and
+        the embeddings come back in float32.
         """
         kwargs.setdefault("local_files_only", True)
-        model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        directory = resolve_model_directory(
+            pretrained_model_name_or_path,
+            local_files_only=kwargs["local_files_only"],
+            revision=kwargs.get("revision"),
+            cache_dir=kwargs.get("cache_dir"),
+            token=kwargs.get("token"),
+        )
+        model = super().from_pretrained(directory, *args, **kwargs)
         for modality, backbone in model.backbones.items():
-            backbone.load_assets(Path(pretrained_model_name_or_path) / modality)
+            backbone.load_assets(directory / modality)
+        model.training_record = read_training_record(directory)
         # Loading replaces parameters, which resets their requires_grad flags.
         model.apply_trainability()
         model.eval()
         return model
+
+
+# save_pretrained's keywords that belong to push_to_hub.
+_PUSH_OPTIONS = ("repo_id", "commit_message", "private", "token", "revision", "create_pr")
+
+
+def resolve_model_directory(
+    name_or_path: str | os.PathLike,
+    local_files_only: bool = True,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    token: str | bool | None = None,
+) -> Path:
+    """A saved model's directory: ``name_or_path`` itself when it is a directory, else the
+    snapshot of that Hub id in the Hugging Face cache (downloaded first unless
+    ``local_files_only``).
+
+    Raises:
+        MissingCheckpointError: neither a directory nor (offline) in the cache.
+    """
+    if Path(name_or_path).is_dir():
+        return Path(name_or_path)
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+
+    from trimodal.backbones.base import MissingCheckpointError
+
+    try:
+        return Path(
+            snapshot_download(
+                str(name_or_path),
+                revision=revision,
+                cache_dir=cache_dir,
+                local_files_only=local_files_only,
+                token=token,
+            )
+        )
+    except (LocalEntryNotFoundError, HFValidationError) as err:
+        how = (
+            "pass local_files_only=False to download it" if local_files_only else "check the Hub id"
+        )
+        raise MissingCheckpointError(
+            f"{name_or_path}: no such model directory, nor a Hub id in the local Hugging Face "
+            f"cache ({how})"
+        ) from err
 
 
 def _refuse_checkpointing_settings(
@@ -454,7 +450,7 @@ def build_model(model_config: ModelConfig) -> TrimodalModel:
     return model
 
 
-AutoConfig.register("trimodal", TrimodalConfig)
+AutoConfig.register("trimodal", TrimodalConfig, exist_ok=True)
 AutoModel.register(TrimodalConfig, TrimodalModel)
 
 __all__ = [
@@ -465,4 +461,5 @@ __all__ = [
     "TrimodalOutput",
     "build_model",
     "default_cache_dir",
+    "resolve_model_directory",
 ]

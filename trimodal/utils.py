@@ -87,3 +87,61 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def class_summaries(path: str | Path, decorator: str | None = None) -> dict[str, str]:
+    """The first docstring line of each class defined in a Python source file, read with
+    :mod:`ast` (the file is not imported, so neither are its dependencies).
+
+    With ``decorator``, only classes decorated with ``@decorator("name")``, keyed by that
+    name: how registries such as the objectives' (``@register_objective("cosine")``) are
+    listed without importing torch.
+    """
+    import ast
+
+    tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    found: dict[str, str] = {}
+    for node in tree.body:
+        if not isinstance(node, ast.ClassDef):
+            continue
+        summary = (ast.get_docstring(node) or "").strip().split("\n\n")[0]
+        summary = " ".join(summary.split())
+        keys = [node.name] if decorator is None else []
+        for dec in node.decorator_list if decorator is not None else []:
+            if (
+                isinstance(dec, ast.Call)
+                and getattr(dec.func, "id", getattr(dec.func, "attr", None)) == decorator
+                and dec.args
+                and isinstance(dec.args[0], ast.Constant)
+            ):
+                keys.append(str(dec.args[0].value))
+        for key in keys:
+            found[key] = summary
+    return found
+
+
+def plain_text(text: str) -> str:
+    """Docstring text without its reStructuredText markup (``code``, :class:`Name`, a
+    trailing ``::``), for command-line help."""
+    import re
+
+    text = re.sub(r":[a-z]+:`~?([^`]*)`", lambda m: m.group(1).rsplit(".", 1)[-1], text)
+    text = re.sub(r"``([^`]*)``", r"\1", text)
+    return re.sub(r"::$", ":", text.strip())
+
+
+def lazy_exports(package: str, exports: dict[str, str]) -> Any:
+    """A module ``__getattr__`` (PEP 562) for ``package`` that imports ``exports[name]``
+    (a module) on first access of ``name``: a package's names stay importable from it
+    while importing the package itself stays cheap (command-line help needs no torch)."""
+    import importlib
+    import sys
+
+    def __getattr__(name: str) -> Any:
+        if name not in exports:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(exports[name]), name)
+        setattr(sys.modules[package], name, value)
+        return value
+
+    return __getattr__

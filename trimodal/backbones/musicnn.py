@@ -44,7 +44,6 @@ Batch-norm layers use TF's epsilon (1e-3); in eval mode they equal TF's ``traini
 
 from __future__ import annotations
 
-import argparse
 import ast
 import dataclasses
 import hashlib
@@ -696,26 +695,10 @@ def convert(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m trimodal.backbones.musicnn",
-        description="Convert the pretrained musicnn TF checkpoints to safetensors.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    conv = sub.add_parser("convert", help="convert MTT_musicnn / MSD_musicnn (no TensorFlow)")
-    conv.add_argument("--model", choices=[*MUSICNN_MODELS, "all"], default="all")
-    source = conv.add_mutually_exclusive_group()
-    source.add_argument("--wheel", type=Path, help="a local musicnn-0.1.0 wheel (no download)")
-    source.add_argument("--sdist", type=Path, help="a local musicnn-0.1.0 sdist (no download)")
-    conv.add_argument(
-        "--cache-dir",
-        type=Path,
-        default=None,
-        help="output directory (default: $TRIMODAL_CACHE/musicnn or ~/.cache/trimodal/musicnn)",
-    )
-    args = parser.parse_args(argv)
-    models = list(MUSICNN_MODELS) if args.model == "all" else [args.model]
-    convert(models, cache_dir=args.cache_dir, package=args.wheel or args.sdist)
-    return 0
+    """``python -m trimodal.backbones.musicnn convert ...`` (:mod:`.musicnn_cli`)."""
+    from trimodal.backbones.musicnn_cli import main as cli_main
+
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

@@ -20,14 +20,33 @@ The entry point is :func:`evaluate` (also ``python -m trimodal.evaluate``,
   curves.
 """
 
-from trimodal.embedding import SplitEmbeddings, extract_split
-from trimodal.evaluation.cli import main
-from trimodal.evaluation.extraction import load_or_extract, model_fingerprint
-from trimodal.evaluation.probes import PROBES, ProbeData, make_probe, run_probe
-from trimodal.evaluation.registry import EvalContext, EvalTask, TaskOutput, register_task
-from trimodal.evaluation.reports import merge_results, retrieval_table
-from trimodal.evaluation.runner import TASKS, evaluate
-from trimodal.evaluation.thesis_probes import thesis_probes_task
+from trimodal.utils import lazy_exports
+
+# Imported on first use, so that importing the package (and its command-line help)
+# stays cheap.
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "SplitEmbeddings": "trimodal.embedding",
+        "extract_split": "trimodal.embedding",
+        "main": "trimodal.evaluation.cli",
+        "load_or_extract": "trimodal.evaluation.extraction",
+        "model_fingerprint": "trimodal.evaluation.extraction",
+        "PROBES": "trimodal.evaluation.probes",
+        "ProbeData": "trimodal.evaluation.probes",
+        "make_probe": "trimodal.evaluation.probes",
+        "run_probe": "trimodal.evaluation.probes",
+        "EvalContext": "trimodal.evaluation.registry",
+        "EvalTask": "trimodal.evaluation.registry",
+        "TaskOutput": "trimodal.evaluation.registry",
+        "register_task": "trimodal.evaluation.registry",
+        "merge_results": "trimodal.evaluation.reports",
+        "retrieval_table": "trimodal.evaluation.reports",
+        "TASKS": "trimodal.evaluation.runner",
+        "evaluate": "trimodal.evaluation.runner",
+        "thesis_probes_task": "trimodal.evaluation.thesis_probes",
+    },
+)
 
 __all__ = [
     "PROBES",

@@ -30,8 +30,6 @@ from typing import Any
 import yaml
 
 from trimodal.config import ConfigError, EvalConfig, from_dict, load_config, to_dict
-from trimodal.evaluation.reports import merge_results
-from trimodal.evaluation.runner import evaluate
 
 
 def _csv(value: str) -> list[str]:
@@ -76,9 +74,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
 
 def _evaluate_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m trimodal.evaluate",
+        prog="trimodal evaluate",
         description="Evaluate a saved trimodal model on a prepared split "
-        "(use `python -m trimodal.evaluate merge ...` to compare results).",
+        "(use `trimodal evaluate merge ...` to compare results).",
     )
     parser.add_argument("--model", required=True, help="directory written by save_pretrained")
     parser.add_argument("--data", required=True, help="prepared dataset root")
@@ -103,7 +101,7 @@ def eval_config_from_args(args: argparse.Namespace) -> EvalConfig:
 
 def _merge_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m trimodal.evaluate merge",
+        prog="trimodal evaluate merge",
         description="One comparison table (one row per run) from several results.json files.",
     )
     parser.add_argument("results", nargs="+", help="results.json files")
@@ -113,6 +111,8 @@ def _merge_parser() -> argparse.ArgumentParser:
 
 
 def _merge_main(argv: Sequence[str]) -> int:
+    from trimodal.evaluation.reports import merge_results
+
     args = _merge_parser().parse_args(argv)
     try:
         text = merge_results(args.results, args.output, args.level)
@@ -124,8 +124,22 @@ def _merge_main(argv: Sequence[str]) -> int:
     return 0
 
 
+def _check_paths(model: str, data: str, split: str) -> None:
+    """The model and data directories, before anything is loaded (FileNotFoundError)."""
+    if not (Path(model) / "config.json").is_file():
+        raise FileNotFoundError(
+            f"--model: {model} is not a saved model (no config.json); give a directory "
+            "written by training, e.g. runs/NAME/best"
+        )
+    if not (Path(data) / split).is_dir():
+        raise FileNotFoundError(
+            f"--data: {data} has no {split} split; give the output directory of "
+            "`trimodal prepare` (or choose --split)"
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m trimodal.evaluate``."""
+    """Entry point of ``trimodal evaluate`` (and ``python -m trimodal.evaluate``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if argv and argv[0] == "merge":
@@ -133,6 +147,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _evaluate_parser().parse_args(argv)
     try:
         config = eval_config_from_args(args)
+        _check_paths(args.model, args.data, config.split)
+        from trimodal.evaluation.runner import evaluate
+
         results = evaluate(args.model, args.data, args.output, config)
     except (ConfigError, FileNotFoundError, ValueError) as err:
         # Settings and paths the user gave: reported, not a traceback.

@@ -281,6 +281,14 @@ def first_label_genres(data: SplitEmbeddings) -> dict[str, str]:
 # ----------------------------------------------------------------------------- features
 
 
+def _progress(features: dict[str, Any], level: str) -> Any:
+    """``features.items()`` with a progress bar: each row fits probes for up to
+    ``thesis_epochs`` epochs, minutes in all."""
+    from tqdm.auto import tqdm
+
+    return tqdm(features.items(), desc=f"thesis probes ({level})", unit="probe", leave=False)
+
+
 def _l2(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
@@ -471,7 +479,7 @@ def _tagging(
     }
     if len(tags) < top_n:
         out["notes"].append(f"tagging ({level}): only {len(tags)} labels have training videos")
-    for row, feats in features.items():
+    for row, feats in _progress(features, level):
         key = f"tagging/{level}/{row}"
         if isinstance(feats, str):
             out["skipped"][key] = feats
@@ -544,7 +552,7 @@ def _genre(
             return
     section.update(num_train=int(ys[0].size), num_dev=int(ys[1].size), num_test=int(ys[2].size))
     majority = int(np.bincount(ys[0], minlength=len(classes)).argmax())
-    for row, feats in features.items():
+    for row, feats in _progress(features, level):
         rkey = f"{key}/{row}"
         if isinstance(feats, str):
             out["skipped"][rkey] = feats

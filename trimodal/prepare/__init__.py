@@ -35,25 +35,31 @@ then tags), ``title``, ``published_at``, one mono float32 waveform per rate (``a
 ``frames_112``: ``[T, 3, S, S]`` with a crop margin, ``S = round(size * frame_margin)``).
 """
 
-from trimodal.prepare.assembly import WORK_DIR
-from trimodal.prepare.corpus import (
-    MUSIC45_LABELS,
-    CorpusError,
-    VideoRecord,
-    read_corpus,
-    record_problems,
-    text_candidates,
-    write_corpus,
-)
-from trimodal.prepare.errors import PrepareError, VideoSkipped
-from trimodal.prepare.pipeline import prepare
-from trimodal.prepare.settings import load_data_config
-from trimodal.prepare.splits import (
-    assign_keep_fractions,
-    assign_split,
-    clip_plan,
-    sample_clip_indices,
-    segment_starts,
+from trimodal.utils import lazy_exports
+
+# Imported on first use, so that importing the package (and its command-line help)
+# stays cheap.
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "WORK_DIR": "trimodal.prepare.assembly",
+        "MUSIC45_LABELS": "trimodal.prepare.corpus",
+        "CorpusError": "trimodal.prepare.corpus",
+        "VideoRecord": "trimodal.prepare.corpus",
+        "read_corpus": "trimodal.prepare.corpus",
+        "record_problems": "trimodal.prepare.corpus",
+        "text_candidates": "trimodal.prepare.corpus",
+        "write_corpus": "trimodal.prepare.corpus",
+        "PrepareError": "trimodal.prepare.errors",
+        "VideoSkipped": "trimodal.prepare.errors",
+        "prepare": "trimodal.prepare.pipeline",
+        "load_data_config": "trimodal.prepare.settings",
+        "assign_keep_fractions": "trimodal.prepare.splits",
+        "assign_split": "trimodal.prepare.splits",
+        "clip_plan": "trimodal.prepare.splits",
+        "sample_clip_indices": "trimodal.prepare.splits",
+        "segment_starts": "trimodal.prepare.splits",
+    },
 )
 
 __all__ = [

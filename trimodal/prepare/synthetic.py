@@ -461,8 +461,12 @@ def generate_corpus(
     seed: int = 0,
     opts: SynthOptions | None = None,
     workers: int = 1,
+    progress: bool = True,
 ) -> list[VideoRecord]:
-    """Write a synthetic raw corpus of ``n_videos`` videos to ``out_dir`` and return its records."""
+    """Write a synthetic raw corpus of ``n_videos`` videos to ``out_dir`` and return its
+    records (with a progress bar on stderr unless not ``progress``)."""
+    from tqdm.auto import tqdm
+
     if n_videos < 1:
         raise ValueError(f"n_videos must be >= 1, got {n_videos}")
     opts = opts or SynthOptions()
@@ -470,11 +474,18 @@ def generate_corpus(
         raise ValueError("need 0 < min_seconds <= max_seconds")
     out_dir = Path(out_dir)
     (out_dir / "media").mkdir(parents=True, exist_ok=True)
+    bar = tqdm(total=n_videos, desc="synthetic videos", unit="video", disable=not progress)
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
             futures = [pool.submit(generate_video, out_dir, seed, i, opts) for i in range(n_videos)]
+            for future in futures:
+                future.add_done_callback(lambda _: bar.update(1))
             records = [f.result() for f in futures]
     else:
-        records = [generate_video(out_dir, seed, i, opts) for i in range(n_videos)]
+        records = []
+        for i in range(n_videos):
+            records.append(generate_video(out_dir, seed, i, opts))
+            bar.update(1)
+    bar.close()
     write_corpus(out_dir, records)
     return records

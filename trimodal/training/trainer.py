@@ -50,7 +50,13 @@ from trimodal.objectives import get_objective, objective_class
 from trimodal.training.feature_cache import FeatureCache
 from trimodal.training.grad_cache import grad_cache_step
 from trimodal.training.optim import build_optimizer, build_scheduler
-from trimodal.utils import seed_everything
+from trimodal.training.records import (
+    data_summary,
+    environment_record,
+    flat_config,
+    tracker_values,
+)
+from trimodal.utils import atomic_write_json, seed_everything
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +81,7 @@ class JSONLTracker(GeneralTracker):
         return self.path
 
     def store_init_configuration(self, values: dict) -> None:
-        pass  # the resolved config is saved as config.yaml
+        pass  # the resolved config is saved as config.yaml, the run's record as run.json
 
     def log(self, values: dict, step: int | None = None, **kwargs: Any) -> None:
         with self.path.open("a") as f:
@@ -480,10 +486,12 @@ class Trainer:
         validation metrics."""
         cfg = self.config.train
         acc = self.accelerator
+        self.environment = environment_record(acc)
         if acc.is_main_process:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             save_config(self.config, self.output_dir / "config.yaml")
-        acc.init_trackers("trimodal")
+            atomic_write_json(self.output_dir / "run.json", self.environment)
+        acc.init_trackers("trimodal", config=flat_config(self.config))
         if cfg.resume:
             self.resume(cfg.resume)
         if acc.is_main_process:
@@ -541,7 +549,7 @@ class Trainer:
         progress.close()
         if not metrics or self.state.best_step is None:
             metrics = self.validate()
-        self._save_model("last")
+        self._save_model("last", metrics)
         if self.feature_cache is not None:
             self.feature_cache.flush()
         acc.end_training()
@@ -585,9 +593,7 @@ class Trainer:
         )
         for param in model.heads.parameters():
             param.data = broadcast(param.data, from_process=0)
-        self.accelerator.log(
-            {f"autoencoder/{m}/mse": v for m, v in losses.items()}, step=self.state.global_step
-        )
+        self._log({f"autoencoder/{m}/mse": v for m, v in losses.items()})
 
     def _batches(self, epoch: int) -> Iterator[tuple[int, dict[str, Any]]]:
         """This epoch's batches, skipping those a resumed run already consumed."""
@@ -623,7 +629,19 @@ class Trainer:
         values["train/lr"] = self.scheduler.get_last_lr()[0]
         values["train/logit_scale"] = float(self.unwrapped.get_logit_scale().detach().exp())
         values["train/epoch"] = self.state.epoch
-        self.accelerator.log(values, step=self.state.global_step)
+        self._log(values)
+
+    def _log(self, values: dict[str, Any]) -> None:
+        """What ``accelerator.log`` does, with names every tracker accepts
+        (:func:`~trimodal.training.records.tracker_key`) for all but the run's own
+        ``metrics.jsonl``, which keeps the names of the printed tables."""
+        if not self.accelerator.is_main_process:
+            return
+        safe = tracker_values(values)
+        for tracker in self.accelerator.trackers:
+            tracker.log(
+                values if isinstance(tracker, JSONLTracker) else safe, step=self.state.global_step
+            )
 
     # ------------------------------------------------------------------ validation
 
@@ -638,9 +656,7 @@ class Trainer:
             inputs_fn=(lambda batch: self._model_inputs(batch, 0, cache)) if cache else None,
         )
         metrics = validation_metrics(embeddings, self.unwrapped.modalities, self.config.eval.ks)
-        self.accelerator.log(
-            {f"dev/{k}": v for k, v in metrics.items()}, step=self.state.global_step
-        )
+        self._log({f"dev/{k}": v for k, v in metrics.items()})
         key = self.config.train.select_metric
         if key not in metrics:
             raise KeyError(
@@ -655,7 +671,7 @@ class Trainer:
         if better:
             self.state.best_value, self.state.best_step = value, self.state.global_step
             self.state.validations_since_best = 0
-            self._save_model("best")
+            self._save_model("best", metrics)
         else:
             self.state.validations_since_best += 1
         if self.accelerator.is_main_process:
@@ -664,10 +680,53 @@ class Trainer:
 
     # ------------------------------------------------------------------ persistence
 
-    def _save_model(self, name: str) -> None:
+    def _save_model(self, name: str, metrics: dict[str, float]) -> None:
+        """``save_pretrained`` into ``RUN/<name>``, with the training record that the model
+        card (``README.md``) and ``training.json`` are written from."""
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
-            self.unwrapped.save_pretrained(self.output_dir / name)
+            model = self.unwrapped
+            model.training_record = self.training_record(metrics)
+            model.save_pretrained(self.output_dir / name)
+
+    def training_record(self, metrics: dict[str, float]) -> dict[str, Any]:
+        """How the model now saved was trained: objective, data, the resolved config, the
+        step, the validation ``metrics`` it was saved with, the best so far, the run's
+        environment (:mod:`trimodal.training.records`)."""
+        cfg = self.config
+        best = None
+        if self.state.best_step is not None:
+            best = {
+                "metric": cfg.train.select_metric,
+                "mode": cfg.train.select_mode,
+                "value": self.state.best_value,
+                "step": self.state.best_step,
+            }
+        return {
+            "objective": cfg.objective,
+            "objective_options": cfg.objective_options,
+            "config": to_dict(cfg),
+            "data": data_summary(cfg.data.prepared_dir),
+            "step": self.state.global_step,
+            "best": best,
+            "validation": metrics,
+            "run": getattr(self, "environment", None),
+        }
+
+    def summary(self) -> str:
+        """The end-of-run summary: the best validation and its step, where the models are,
+        and the command that evaluates the best one."""
+        cfg, state = self.config, self.state
+        best = self.output_dir / "best"
+        lines = [
+            f"best {cfg.train.select_metric} = {state.best_value:.4f} at step "
+            f"{state.best_step} of {state.global_step}",
+            f"best model: {best}  (last: {self.output_dir / 'last'}; run record: "
+            f"{self.output_dir / 'run.json'})",
+            f"evaluate it: trimodal evaluate --model {best} --data {cfg.data.prepared_dir} "
+            f"--output {self.output_dir / 'eval'}",
+        ]
+        return "\n".join(lines)
 
     def save_checkpoint(self) -> Path:
         """Full training state (model, optimiser, scheduler, RNG, loop position) in

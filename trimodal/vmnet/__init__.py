@@ -14,25 +14,42 @@ retrieval from precomputed features (docs/research.md#the-vm-net-study).
 * ``python -m trimodal.vmnet features|train|evaluate`` — the command line.
 """
 
-from trimodal.vmnet.config import VMNetConfig, load_vmnet_config
-from trimodal.vmnet.evaluation import evaluate_vmnet, results_markdown, retrieval_results
-from trimodal.vmnet.extraction import ExtractionOptions, extract_features, write_features
-from trimodal.vmnet.extractors import (
-    ExtractorSettings,
-    ExtractorSpec,
-    build_extractor,
-    extractor_names,
-    register_extractor,
+from trimodal.utils import lazy_exports
+
+# Imported on first use, so that importing the package (and its command-line help)
+# stays cheap.
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "VMNetConfig": "trimodal.vmnet.config",
+        "load_vmnet_config": "trimodal.vmnet.config",
+        "evaluate_vmnet": "trimodal.vmnet.evaluation",
+        "results_markdown": "trimodal.vmnet.evaluation",
+        "retrieval_results": "trimodal.vmnet.evaluation",
+        "ExtractionOptions": "trimodal.vmnet.extraction",
+        "extract_features": "trimodal.vmnet.extraction",
+        "write_features": "trimodal.vmnet.extraction",
+        "ExtractorSettings": "trimodal.vmnet.extractors",
+        "ExtractorSpec": "trimodal.vmnet.extractors",
+        "build_extractor": "trimodal.vmnet.extractors",
+        "extractor_names": "trimodal.vmnet.extractors",
+        "register_extractor": "trimodal.vmnet.extractors",
+        "FeatureFileError": "trimodal.vmnet.features",
+        "FeatureSet": "trimodal.vmnet.features",
+        "load_features": "trimodal.vmnet.features",
+        "save_features": "trimodal.vmnet.features",
+        "HandcraftedOptions": "trimodal.vmnet.handcrafted",
+        "handcrafted_dim": "trimodal.vmnet.handcrafted",
+        "handcrafted_feature_names": "trimodal.vmnet.handcrafted",
+        "handcrafted_features": "trimodal.vmnet.handcrafted",
+        "VMNet": "trimodal.vmnet.model",
+        "VMNetBranch": "trimodal.vmnet.model",
+        "VMNetModelConfig": "trimodal.vmnet.model",
+        "VMNetOutput": "trimodal.vmnet.model",
+        "build_vmnet": "trimodal.vmnet.model",
+        "train_vmnet": "trimodal.vmnet.training",
+    },
 )
-from trimodal.vmnet.features import FeatureFileError, FeatureSet, load_features, save_features
-from trimodal.vmnet.handcrafted import (
-    HandcraftedOptions,
-    handcrafted_dim,
-    handcrafted_feature_names,
-    handcrafted_features,
-)
-from trimodal.vmnet.model import VMNet, VMNetBranch, VMNetModelConfig, VMNetOutput, build_vmnet
-from trimodal.vmnet.training import train_vmnet
 
 __all__ = [
     "ExtractionOptions",

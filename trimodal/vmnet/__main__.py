@@ -29,10 +29,8 @@ if TYPE_CHECKING:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from trimodal.vmnet.extractors import extractor_names
-
     p = argparse.ArgumentParser(
-        prog="python -m trimodal.vmnet",
+        prog="trimodal vmnet",
         description=(
             "VM-NET (Hong et al. 2018, as re-examined by Prétet, Richard & Peeters): "
             "feature extraction, training and evaluation"
@@ -43,8 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     f = sub.add_parser("features", help="extract the music and video features of a split")
     f.add_argument("--data", required=True, help="prepared dataset directory")
     f.add_argument("--split", required=True, help="train, dev or test")
-    f.add_argument("--audio", required=True, choices=extractor_names("audio"))
-    f.add_argument("--video", required=True, choices=extractor_names("video"))
+    f.add_argument("--audio", required=True, help="audio extractor: musicnn, clap, librosa or array (precomputed)")  # fmt: skip
+    f.add_argument("--video", required=True, help="video extractor: r2plus1d, videomae or array (precomputed)")  # fmt: skip
     f.add_argument("--out", required=True, help="output file (.npz or .safetensors)")
     f.add_argument("--audio-source", default=None, help="audio backbone weights")
     f.add_argument("--video-source", default=None, help="video backbone weights")
@@ -59,11 +57,11 @@ def _parser() -> argparse.ArgumentParser:
         help="architecture of backbones run without weights (--random-weights)",
     )
     f.add_argument("--random-weights", action="store_true", help="smoke tests: no weights needed")
-    f.add_argument("--batch-size", type=int, default=8)
-    f.add_argument("--workers", type=int, default=0)
-    f.add_argument("--device", default="cpu")
-    f.add_argument("--skip-missing", action="store_true")
-    f.add_argument("--no-progress", action="store_true")
+    f.add_argument("--batch-size", type=int, default=8, help="clips per batch (default: 8)")
+    f.add_argument("--workers", type=int, default=0, help="DataLoader workers (default: 0)")
+    f.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    f.add_argument("--skip-missing", action="store_true", help="skip clips without precomputed features")  # fmt: skip
+    f.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     t = sub.add_parser("train", help="train VM-NET on feature files")
     t.add_argument("--config", default=None, help="YAML config (default: the paper's settings)")
@@ -72,15 +70,15 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--output", required=True, help="output directory")
     t.add_argument("--test", default=None, help="test feature file, evaluated with the best model")
     t.add_argument("--device", default=None, help="default: cuda if available, else cpu")
-    t.add_argument("--no-progress", action="store_true")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     e = sub.add_parser("evaluate", help="whole-set retrieval of a trained VM-NET")
     e.add_argument("--model", required=True, help="directory written by train")
     e.add_argument("--test", required=True, help="feature file")
     e.add_argument("--output", required=True, help="where results.json and results.md go")
     e.add_argument("--name", default="test", help="split name for the report")
-    e.add_argument("--device", default="cpu")
-    e.add_argument("--batch-size", type=int, default=4096)
+    e.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    e.add_argument("--batch-size", type=int, default=4096, help="embedding batch size (default: 4096)")  # fmt: skip
     return p
 
 
@@ -176,6 +174,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if rest and args.command != "train":
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command == "features":
+        from trimodal.vmnet.extractors import extractor_names
+
+        for modality in ("audio", "video"):
+            if getattr(args, modality) not in extractor_names(modality):
+                names = ", ".join(extractor_names(modality))
+                parser.error(f"--{modality} {getattr(args, modality)}: unknown extractor; choose one of {names}")  # fmt: skip
     try:
         if args.command == "features":
             from trimodal.vmnet.extraction import write_features

@@ -1,0 +1,149 @@
+"""Queries over a :class:`~trimodal.search.index.Catalogue`: a vector, a text, or "more like this".
+
+- :func:`search_vector`: one query embedding into the audio or video gallery (cross-modal
+  when the query comes from another modality: text → video, audio → video, …);
+- :func:`more_like_this`: the items most similar to a catalogue item, scored by
+  ``w_audio · cos(audio) + w_video · cos(video)`` (the weights normalised to sum 1). With an
+  exact index every item is scored; with an approximate one the union of each gallery's top
+  candidates is re-scored exactly from the stored vectors;
+- :func:`format_table`: hits as a Markdown table (the command line's default output).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from trimodal.search.errors import SearchError
+from trimodal.search.index import Catalogue
+
+GALLERIES = ("audio", "video")
+DEFAULT_WEIGHTS = {"audio": 0.5, "video": 0.5}
+# Candidates per gallery that an approximate "more like this" re-scores: at least this many,
+# and ten times k.
+LIKE_CANDIDATES = 200
+_SCAN_ROWS = 65_536
+
+
+@dataclasses.dataclass
+class Hit:
+    """One result: its rank (1 = best), the item's id and metadata, the similarity score."""
+
+    rank: int
+    id: str
+    score: float
+    title: str
+    labels: list[str]
+    path: str
+    clips: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _hits(cat: Catalogue, rows: Sequence[int], scores: Sequence[float], k: int) -> list[Hit]:
+    hits = []
+    for row, score in zip(rows, scores):
+        if row < 0:  # FAISS pads with -1 when fewer than k items were reachable
+            continue
+        item = cat.item(int(row))
+        hits.append(
+            Hit(
+                rank=len(hits) + 1,
+                id=item["id"],
+                score=float(score),
+                title=item["title"],
+                labels=list(item["labels"]),
+                path=item["path"],
+                clips=int(item["clips"]),
+            )
+        )
+        if len(hits) == k:
+            break
+    return hits
+
+
+def check_gallery(cat: Catalogue, gallery: str) -> None:
+    if gallery not in GALLERIES or gallery not in cat.modalities:
+        have = [m for m in GALLERIES if m in cat.modalities]
+        raise SearchError(f"no {gallery!r} gallery in this index (choose from {have})")
+
+
+def search_vector(
+    cat: Catalogue, gallery: str, query: np.ndarray, k: int = 10, exclude: Sequence[str] = ()
+) -> list[Hit]:
+    """The top ``k`` items of ``gallery`` for one query embedding ``[D]`` (unit length),
+    leaving out the ids in ``exclude``."""
+    check_gallery(cat, gallery)
+    if k < 1:
+        raise SearchError(f"k must be >= 1, got {k}")
+    scores, rows = cat.search(gallery, np.asarray(query, np.float32)[None], k + len(exclude))
+    skip = {cat.row_of(i) for i in exclude if i in cat}
+    keep = [(r, s) for r, s in zip(rows[0], scores[0]) if r not in skip]
+    return _hits(cat, [r for r, _ in keep], [s for _, s in keep], k)
+
+
+def like_weights(audio: float | None = None, video: float | None = None) -> dict[str, float]:
+    """``{"audio": w_a, "video": w_v}`` normalised to sum 1 (defaults 0.5 each)."""
+    w = {"audio": DEFAULT_WEIGHTS["audio"] if audio is None else float(audio)}
+    w["video"] = DEFAULT_WEIGHTS["video"] if video is None else float(video)
+    if min(w.values()) < 0 or sum(w.values()) <= 0:
+        raise SearchError(f"like weights must be >= 0 and not both 0, got {w}")
+    total = sum(w.values())
+    return {m: v / total for m, v in w.items()}
+
+
+def _scan_scores(cat: Catalogue, queries: dict[str, np.ndarray], weights: dict) -> np.ndarray:
+    """``float32 [N]``: the weighted similarity of every item (chunked over the rows)."""
+    n = len(cat)
+    out = np.zeros(n, np.float32)
+    for start in range(0, n, _SCAN_ROWS):
+        stop = min(n, start + _SCAN_ROWS)
+        for m, w in weights.items():
+            if w:
+                out[start:stop] += w * (np.asarray(cat.vectors[m][start:stop]) @ queries[m])
+    return out
+
+
+def more_like_this(
+    cat: Catalogue, item_id: str, k: int = 10, weights: dict[str, float] | None = None
+) -> list[Hit]:
+    """The ``k`` items most like ``item_id`` (itself excluded) by the weighted audio and video
+    similarity (``weights`` from :func:`like_weights`; default equal)."""
+    weights = weights or like_weights()
+    for m in weights:
+        check_gallery(cat, m)
+    if k < 1:
+        raise SearchError(f"k must be >= 1, got {k}")
+    row = cat.row_of(item_id)
+    queries = {m: np.asarray(cat.vectors[m][row], np.float32) for m in weights}
+    if cat.meta["kind"] == "exact":
+        scores = _scan_scores(cat, queries, weights)
+        scores[row] = -np.inf
+        top = np.argsort(-scores, kind="stable")[:k]
+        return _hits(cat, top, scores[top], k)
+    want = max(LIKE_CANDIDATES, 10 * k) + 1
+    candidates = set()
+    for m, w in weights.items():
+        if w:
+            candidates |= set(cat.search(m, queries[m][None], want)[1][0].tolist())
+    candidates.discard(row)
+    candidates.discard(-1)
+    rows = np.asarray(sorted(candidates), dtype=np.int64)
+    scores = np.zeros(len(rows), np.float32)
+    for m, w in weights.items():
+        scores += w * (np.asarray(cat.vectors[m][rows]) @ queries[m])
+    order = np.argsort(-scores, kind="stable")[:k]
+    return _hits(cat, rows[order], scores[order], k)
+
+
+def format_table(hits: Sequence[Hit]) -> str:
+    """Hits as a Markdown table: rank, score, id, title, labels."""
+    lines = ["| rank | score | id | title | labels |", "|---|---|---|---|---|"]
+    for h in hits:
+        title = h.title.replace("|", "\\|")
+        lines.append(f"| {h.rank} | {h.score:.4f} | {h.id} | {title} | {', '.join(h.labels)} |")
+    return "\n".join(lines)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -147,3 +148,65 @@ def format_table(hits: Sequence[Hit]) -> str:
         title = h.title.replace("|", "\\|")
         lines.append(f"| {h.rank} | {h.score:.4f} | {h.id} | {title} | {', '.join(h.labels)} |")
     return "\n".join(lines)
+
+
+DEFAULT_GALLERY = {"text": "video", "audio": "video", "video": "audio"}
+
+
+class QueryEngine:
+    """A catalogue with the model that embeds its queries (loaded on first need).
+
+    The command line and the page both answer through it: :meth:`text`, :meth:`media` (a
+    file, embedded the way the catalogue was: same model, same clip settings) and
+    :meth:`like`.
+    """
+
+    def __init__(self, cat: Catalogue, model_dir: str | Path | None = None, device: str = "cpu"):
+        self.cat = cat
+        self.model_dir = model_dir or cat.meta.get("model")
+        self.device = device
+        self._model = None
+
+    @property
+    def model(self) -> Any:
+        if self._model is None:
+            from trimodal.search.embedder import load_model
+
+            if not self.model_dir:
+                raise SearchError("this query needs the model: pass --model DIR")
+            self._model = load_model(self.model_dir, self.device)[0]
+        return self._model
+
+    def text(self, texts: Sequence[str], gallery: str | None, k: int) -> list[list[Hit]]:
+        from trimodal.search.embedder import embed_texts
+
+        gallery = gallery or DEFAULT_GALLERY["text"]
+        check_gallery(self.cat, gallery)
+        if not texts or any(not str(t).strip() for t in texts):
+            raise SearchError("empty text query")
+        vectors = embed_texts(self.model, texts)
+        return [search_vector(self.cat, gallery, v, k) for v in vectors]
+
+    def media(self, path: str | Path, modality: str, gallery: str | None, k: int) -> list[Hit]:
+        """Search with the ``modality`` (audio or video) embedding of the media file ``path``."""
+        from trimodal.config import DataConfig, from_dict
+        from trimodal.search.embedder import EmbedOptions, embed_files
+
+        if modality not in GALLERIES:
+            raise SearchError(f"a media query is audio or video, got {modality!r}")
+        gallery = gallery or DEFAULT_GALLERY[modality]
+        check_gallery(self.cat, gallery)
+        path = Path(path)
+        if not path.is_file():
+            raise SearchError(f"no such media file: {path}")
+        settings = self.cat.meta.get("data_config")
+        config = from_dict(DataConfig, settings, "data") if settings else None
+        options = EmbedOptions(show_progress=False, previews=False, device=self.device)
+        try:
+            _, vectors = embed_files(self.model, [path], data_config=config, options=options)
+        except SearchError as err:
+            raise SearchError(f"cannot use {path.name}: {err}") from err
+        return search_vector(self.cat, gallery, vectors[modality][0], k)
+
+    def like(self, item_id: str, k: int, weights: dict[str, float] | None = None) -> list[Hit]:
+        return more_like_this(self.cat, item_id, k, weights)

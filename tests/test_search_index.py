@@ -123,3 +123,5 @@ def test_bad_requests_are_refused_by_name(tmp_path):
     with pytest.raises(SearchError, match="weights must be"):
         like_weights(0, 0)
     assert len(search_vector(cat, "audio", vectors[0], k=50)) == 10
+    like = more_like_this(cat, "v000003", k=50, weights={"audio": 1.0})
+    assert len(like) == 9 and "v000003" not in {h.id for h in like}

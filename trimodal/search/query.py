@@ -123,8 +123,8 @@ def more_like_this(
     queries = {m: np.asarray(cat.vectors[m][row], np.float32) for m in weights}
     if cat.meta["kind"] == "exact":
         scores = _scan_scores(cat, queries, weights)
-        scores[row] = -np.inf
-        top = np.argsort(-scores, kind="stable")[:k]
+        top = np.argsort(-scores, kind="stable")
+        top = top[top != row][:k]
         return _hits(cat, top, scores[top], k)
     want = max(LIKE_CANDIDATES, 10 * k) + 1
     candidates = set()

@@ -29,6 +29,7 @@ from fastapi import FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from trimodal.search.errors import SearchError
 from trimodal.search.query import GALLERIES, QueryEngine, like_weights
@@ -77,13 +78,28 @@ def create_app(
     )
     app = FastAPI(title="trimodal search", docs_url=None, redoc_url=None, openapi_url=None)
     limit = int(max_upload_mb * _CHUNK)
+    _error_handlers(app, limit)
+    _query_routes(app, engine, root)
+    _upload_route(app, engine, limit)
+    _file_routes(app, cat, root)
+    return app
 
-    def problem(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status)
+
+def problem(status: int, message: str) -> JSONResponse:
+    """``{"error": message}`` with ``status``."""
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _error_handlers(app: FastAPI, limit: int) -> None:
+    """Every failure a person can cause answers 4xx with one line, never a stack trace."""
 
     @app.exception_handler(HTTPProblem)
     async def _problem(request: Request, err: HTTPProblem) -> JSONResponse:
         return problem(err.status, str(err))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        return problem(err.status_code, f"{err.detail}: {request.url.path}")
 
     @app.exception_handler(SearchError)
     async def _search_error(request: Request, err: SearchError) -> JSONResponse:
@@ -98,6 +114,18 @@ def create_app(
         first = err.errors()[0] if err.errors() else {}
         where = ".".join(str(x) for x in first.get("loc", ())[1:]) or "request"
         return problem(400, f"bad {where}: {first.get('msg', 'invalid value')}")
+
+    @app.middleware("http")
+    async def _refuse_large(request: Request, call_next: Any) -> Any:
+        # Refuse an announced oversized upload before its body is read.
+        length = request.headers.get("content-length", "")
+        if request.url.path == "/api/upload" and length.isdigit() and int(length) > limit + _CHUNK:
+            return problem(413, f"upload larger than {limit // _CHUNK} MB")
+        return await call_next(request)
+
+
+def _query_routes(app: FastAPI, engine: QueryEngine, root: Path | None) -> None:
+    cat = engine.cat
 
     @app.get("/")
     def page() -> FileResponse:
@@ -143,18 +171,6 @@ def create_app(
             "item": {"id": id, "title": item["title"], "labels": item["labels"]},
             "hits": _dicts(hits),
         }
-
-    @app.middleware("http")
-    async def _refuse_large(request: Request, call_next: Any) -> Any:
-        # Refuse an announced oversized upload before its body is read.
-        length = request.headers.get("content-length", "")
-        if request.url.path == "/api/upload" and length.isdigit() and int(length) > limit + _CHUNK:
-            return problem(413, f"upload larger than {limit // _CHUNK} MB")
-        return await call_next(request)
-
-    _upload_route(app, engine, limit)
-    _file_routes(app, cat, root)
-    return app
 
 
 def _check_k(k: int) -> None:

@@ -16,7 +16,7 @@ def unit(x: np.ndarray) -> np.ndarray:
 
 
 def clustered(n: int, dim: int, seed: int, centres: int = 2000) -> np.ndarray:
-    """Unit vectors around ``centres`` random directions (cosine ~0.5 to their centre): random,
+    """Unit vectors around ``centres`` random directions (cosine ~0.7 to their centre): random,
     but with the cluster structure of real embeddings (isotropic noise has no neighbours)."""
     rng = np.random.default_rng(seed)
     c = rng.standard_normal((centres, dim), dtype=np.float32)

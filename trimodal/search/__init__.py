@@ -10,18 +10,34 @@
 FAISS, FastAPI and uvicorn come with the ``search`` extra (``pip install -e '.[search]'``).
 """
 
+from trimodal.search.embedder import (
+    EmbedOptions,
+    embed_files,
+    embed_media,
+    embed_prepared,
+    embed_texts,
+    load_model,
+    load_videos,
+)
 from trimodal.search.errors import SearchError
 from trimodal.search.index import Catalogue, IndexSpec, add_to_index, build_index
 from trimodal.search.query import Hit, like_weights, more_like_this, search_vector
 
 __all__ = [
     "Catalogue",
+    "EmbedOptions",
     "Hit",
     "IndexSpec",
     "SearchError",
     "add_to_index",
     "build_index",
+    "embed_files",
+    "embed_media",
+    "embed_prepared",
+    "embed_texts",
     "like_weights",
+    "load_model",
+    "load_videos",
     "more_like_this",
     "search_vector",
 ]

@@ -26,11 +26,20 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Defaults shown, except unset ones (``None``, off switches)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default in (None, False) or action.default is argparse.SUPPRESS:
+            return action.help or ""
+        return super()._get_help_string(action) or ""
+
+
 def _parser(prog: str, description: str) -> _Parser:
     parser = _Parser(
         prog=f"python -m trimodal.search {prog}",
         description=description,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_Formatter,
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
@@ -204,6 +213,14 @@ def _index(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- search
 
 
+def _add_query_model(parser: argparse.ArgumentParser) -> None:
+    """The model that embeds text and media queries, and its device."""
+    parser.add_argument(
+        "--model", help="model directory (default: the one the index was made with)"
+    )
+    parser.add_argument("--device", default="cpu", help="device for embedding queries")
+
+
 def build_search_parser() -> argparse.ArgumentParser:
     parser = _parser(
         "search",
@@ -226,11 +243,8 @@ def build_search_parser() -> argparse.ArgumentParser:
         "--like-weights", nargs=2, type=float, default=[0.5, 0.5], metavar=("AUDIO", "VIDEO"),
         help="--like: weights of the audio and the video similarity",
     )  # fmt: skip
-    parser.add_argument(
-        "--model", help="model directory (default: the one the index was made with)"
-    )
+    _add_query_model(parser)
     parser.add_argument("--nprobe", type=int, help="IVF lists per query (default: the index's)")
-    parser.add_argument("--device", default="cpu", help="device for embedding the query")
     parser.add_argument("--json", action="store_true", help="JSON instead of a table")
     return parser
 
@@ -278,19 +292,16 @@ def build_serve_parser() -> argparse.ArgumentParser:
         "serve", "A local search page over an index (text box, upload, more like this)."
     )
     parser.add_argument("--index", required=True, help="index directory")
-    parser.add_argument(
-        "--model", help="model directory (default: the one the index was made with)"
-    )
+    _add_query_model(parser)
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to bind (local only by default)"
     )
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to listen on")
     parser.add_argument("--max-upload-mb", type=float, default=MAX_UPLOAD_MB, help="upload limit")
     parser.add_argument(
         "--media-root", help="media are served only from inside this directory (default: the "
         "deepest directory holding every catalogue item's file)",
     )  # fmt: skip
-    parser.add_argument("--device", default="cpu", help="device for embedding queries")
     return parser
 
 

@@ -39,6 +39,10 @@ COMMANDS: tuple[Command, ...] = (
     Command("yt8m-metadata", _DATA_PREP, "YouTube-8M step 4: fetch video metadata (YouTube Data API)", ("yt8m-metadata",)),
     Command("yt8m-filter", _DATA_PREP, "YouTube-8M step 5: quality filters and age splits", ("yt8m-filter",)),
     Command("yt8m-corpus", _DATA_PREP, "YouTube-8M step 6: write the raw corpus for downloaded media", ("yt8m-corpus",)),
+    Command("embed", "trimodal.search.cli:main_embed", "embed media files, a corpus, a prepared split or texts"),
+    Command("index", "trimodal.search.cli:main_index", "build a vector index per modality from embed's output"),
+    Command("search", "trimodal.search.cli:main_search", "query an index by text, audio, video or --like ID"),
+    Command("serve", "trimodal.search.cli:main_serve", "serve the local search page (127.0.0.1)"),
     Command("vmnet", "trimodal.vmnet.__main__:main", "the VM-NET baseline: features, train, evaluate"),
     Command("convert-musicnn", "trimodal.backbones.musicnn_cli:main", "convert the pretrained musicnn weights (downloads ~30 MB)", ("convert",)),
 )  # fmt: skip

@@ -56,7 +56,10 @@ def _grads(model) -> dict[str, torch.Tensor]:
     return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
-def test_grad_cache_gives_the_full_batch_gradients_with_dropout_on():
+@pytest.mark.parametrize("text_positives", [False, True], ids=["plain", "repeated_texts"])
+def test_grad_cache_gives_the_full_batch_gradients_with_dropout_on(text_positives):
+    """GradCache with dropout, and with the repeated texts of this batch (8 texts over 32
+    clips) as positives of each other or not."""
     config = load_config(
         None,
         [
@@ -75,12 +78,14 @@ def test_grad_cache_gives_the_full_batch_gradients_with_dropout_on():
     words = ["rock", "jazz", "piano", "drum", "music video", "guitar", "choir", "dance"]
     texts = [f"{words[i % 8]} {words[(i * 3) % 8]}" for i in range(32)]
     frames = torch.rand(32, 4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    keys = model.text_keys(texts) if text_positives else None
+    assert keys is None or len(set(keys.tolist())) == 8
 
     def plain(seed: int) -> dict[str, torch.Tensor]:
         model.zero_grad()
         torch.manual_seed(seed)
         out = model(text=texts, video=frames)
-        objective(out.embeddings, logit_scale=out.logit_scale)["loss"].backward()
+        objective(out.embeddings, logit_scale=out.logit_scale, text_keys=keys)["loss"].backward()
         return _grads(model)
 
     expected = plain(seed=5)
@@ -92,13 +97,42 @@ def test_grad_cache_gives_the_full_batch_gradients_with_dropout_on():
     grad_cache_step(
         model,
         {"text": texts, "video": frames},
-        lambda emb, scale: objective(emb, logit_scale=scale),
+        lambda emb, scale: objective(emb, logit_scale=scale, text_keys=keys),
         chunk_size=4,
     )
     got = _grads(model)
     assert got.keys() == expected.keys() and "logit_scale" in got
     for name in expected:
         torch.testing.assert_close(got[name], expected[name], rtol=0, atol=1e-5, msg=name)
+
+
+def test_the_objective_gets_the_identity_of_each_text_as_the_text_channel_reads_it(
+    prepared, tmp_path
+):
+    trainer = Trainer(_config(prepared, tmp_path / "on"))
+    texts = ["Rock  music", "rock music", "Song 12", "song 34", "Jazz"]
+    keys = trainer._text_keys({"text": texts})
+    assert keys.dtype == torch.int64 and keys.shape == (5,)
+    # BPEmb's normalisation: case, runs of spaces and digits do not tell texts apart...
+    assert keys[0] == keys[1] and keys[2] == keys[3]
+    assert len(set(keys[[0, 2, 4]].tolist())) == 3
+    # ...because the channel cannot: equal keys, equal embeddings.
+    model = trainer.unwrapped.eval()
+    with torch.no_grad():
+        embeddings = model.encode_text(texts)
+    assert torch.equal(embeddings[0], embeddings[1]) and torch.equal(embeddings[2], embeddings[3])
+    captured = {}
+
+    def spy(embeddings, **kwargs):
+        captured.update(kwargs)
+        return {"loss": torch.zeros(())}
+
+    trainer.objective = spy
+    with trainer._loss_with_features({"text": texts}) as loss_fn:
+        loss_fn({}, None)
+    assert torch.equal(captured["text_keys"], keys)
+    off = Trainer(_config(prepared, tmp_path / "off", "--train.text_positives", "false"))
+    assert off._text_keys({"text": texts}) is None
 
 
 # ----------------------------------------------------------------------------- feature cache

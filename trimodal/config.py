@@ -208,6 +208,10 @@ class TrainConfig:
     this many validations without improvement of ``select_metric``.
     ``head_autoencoder_epochs``: before training, fit each trainable head as the encoder of
     an autoencoder of its backbone's features (the thesis's autoencoder initialisation).
+    ``text_positives``: in the pairs with text, clips whose texts are the same (after the text
+    channel's normalisation) are positives of each other, not negatives — multi-positive
+    targets (docs/evaluation.md#repeated-texts); ``false`` trains every clip against every
+    other, as the plain objectives do.
     """
 
     output_dir: str = "runs/trimodal"
@@ -234,6 +238,7 @@ class TrainConfig:
     early_stopping_patience: int | None = None
     head_autoencoder_epochs: int = 0
     head_autoencoder_lr: float = 1e-3
+    text_positives: bool = True
     checkpoint_every: int = 500
     checkpoint_total_limit: int = 3
     resume: str | None = None

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from data_fixtures import prepared_training_corpus
@@ -472,42 +473,64 @@ def test_validation_metrics_with_repeated_texts_are_multi_relevant():
     assert metrics["video/audio-video/mean_R@10"] == 1.0
 
 
-def test_demo_table_renders_the_multi_relevant_text_rows(monkeypatch, tmp_path):
+class _LabelTextModel:
+    """Stands in for a model in the demo report: label names embed as the texts did."""
+
+    training = False
+
+    def __init__(self, by_text):
+        self.by_text = by_text
+
+    def eval(self):
+        return self
+
+    def train(self, mode=True):
+        return self
+
+    def encode_text(self, names):
+        return torch.stack([self.by_text[n] for n in names])
+
+
+def test_demo_prints_the_compact_table_and_saves_every_result(monkeypatch, tmp_path):
+    import math
+
     import trimodal.embedding
     from trimodal.cli import demo_report
     from trimodal.modeling import TrimodalModel
 
     embeddings = _repeated_text_embeddings()
+    names = ["drums", "piano", "choir"]
+    labels = np.array([[float(t == n) for n in names] for t in embeddings.texts])
+    embeddings = dataclasses.replace(embeddings, labels=labels, label_names=names)
+    by_text = dict(zip(embeddings.texts, embeddings.embeddings["text"]))
     monkeypatch.setattr(trimodal.embedding, "extract_split", lambda *a, **k: embeddings)
-    monkeypatch.setattr(TrimodalModel, "from_pretrained", classmethod(lambda cls, path: None))
-    config = load_config(None, ["--data", str(tmp_path)])
+    model = _LabelTextModel(by_text)
+    monkeypatch.setattr(TrimodalModel, "from_pretrained", classmethod(lambda cls, path: model))
+    config = load_config(None, ["--data", str(tmp_path), "--output", str(tmp_path / "run")])
     report = demo_report(config, tmp_path / "best", tmp_path / "untrained")
-    tables = [block for block in report.split("\n\n") if block.startswith("|")]
-    assert len(tables) == 2
-    instance, multi = (t.splitlines() for t in tables)
-    assert instance[0].split("|")[1:-1] == [
-        " level ",
-        " direction ",
-        " model ",
-        " R@1 ",
-        " R@5 ",
-        " R@10 ",
-        " median rank ",
-    ]
-    assert multi[0].split("|")[1:-1] == [
-        " level ",
-        " direction ",
-        " model ",
-        " any@1 ",
-        " any@5 ",
-        " any@10 ",
-        " mAP ",
-    ]
-    assert not any("text" in row for row in instance[2:])  # text rows: multi-relevant only
-    text_rows = [row for row in multi[2:] if "trained" in row]
-    assert len(text_rows) == 2 * 4 * 2  # levels × text directions × (trained, untrained)
-    assert all("–" not in row and "1.000 | 1.000 | 1.000 | 1.000" in row for row in text_rows)
-    assert all(len(row.split("|")) == len(multi[0].split("|")) for row in multi)
+    lines = [line for line in report.splitlines() if line.startswith("|")]
+    header = [c.strip() for c in lines[0].split("|")[1:-1]]
+    assert header == ["direction", "metric", "trained", "untrained", "chance"]
+    rows = {tuple(c.strip() for c in line.split("|")[1:3]): line for line in lines[2:]}
+    assert len(rows) == 12
+    cells = [c.strip() for c in rows["text→audio", "label mAP"].split("|")[1:-1]]
+    # Each label's videos rank first: AP 1. Chance of a random ranking of the 6 videos:
+    # drums has 4 of them, piano and choir 1 each.
+    h6 = sum(1 / k for k in range(1, 7))
+    expected = np.mean([(h6 + (r - 1) / 5 * (6 - h6)) / 6 for r in (4, 1, 1)])
+    assert cells[2:] == ["1.000", "1.000", f"{expected:.3f}"]
+    any10 = [c.strip() for c in rows["text→video", "label any@10"].split("|")[1:-1]]
+    assert any10[2:] == ["1.000", "1.000", "1.000"]  # 6 videos: any 10 hold them all
+    chance_r1 = [c.strip() for c in rows["audio→video", "R@1"].split("|")[1:-1]][-1]
+    assert chance_r1 == f"{1 / 6:.3f}"
+    saved = json.loads((tmp_path / "run" / "test_results.json").read_text())
+    label = saved["models"]["trained"]["zero_shot"]["label_retrieval"]["video"]["audio"]
+    assert label["mAP"] == 1.0 and math.isclose(
+        saved["chance"]["label_retrieval"]["video"]["mAP"], expected
+    )
+    full = (tmp_path / "run" / "test_results.md").read_text()
+    assert "## Cross-modal retrieval" in full and "## Zero-shot, untrained model" in full
+    assert str(tmp_path / "run" / "test_results.md") in report
 
 
 def test_demo_path_generates_once_trains_and_prints_the_comparison_table(
@@ -525,8 +548,10 @@ def test_demo_path_generates_once_trains_and_prints_the_comparison_table(
     assert cli.train_main(argv) == 0
     out = capsys.readouterr().out
     assert "generating the synthetic demo corpus (16 videos)" in out
-    table = [line for line in out.splitlines() if line.startswith("| video | audio→video |")]
-    assert [line.split("|")[3].strip() for line in table] == ["trained", "untrained", "chance"]
+    header = next(line for line in out.splitlines() if line.startswith("| direction |"))
+    assert [c.strip() for c in header.split("|")[3:-1]] == ["trained", "untrained", "chance"]
+    assert "| text→audio | label mAP |" in out and "| audio→video | R@10 |" in out
+    assert (tmp_path / "run" / "test_results.md").is_file()
     assert (tmp_path / "run" / "best" / "model.safetensors").is_file()
     saved = load_config(tmp_path / "run" / "config.yaml")
     assert saved.train.select_metric == "video/audio-video/mean_R@10"

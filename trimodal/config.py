@@ -145,7 +145,9 @@ class DataConfig:
       112 for R(2+1)D), ``crop_seconds``: a synchronous audio+video window inside the clip
       (``None``: the whole clip), random in training, centred in evaluation.
     - ``augment``: random temporal crop, random resized crop (area share in ``crop_scale``)
-      and a random text among the video's labels and tags; evaluation is deterministic
+      and a random text among the video's labels and tags (``train_text: labels``: among its
+      label names only, the texts of label queries and zero-shot tagging); evaluation is
+      deterministic
       (centre crops, a text chosen per clip by a stable hash, or the first label with
       ``eval_text: first``).
     """
@@ -182,6 +184,7 @@ class DataConfig:
     augment: bool = True
     crop_scale: list[float] = dataclasses.field(default_factory=lambda: [0.5, 1.0])
     eval_text: Literal["hashed", "first"] = "hashed"
+    train_text: Literal["texts", "labels"] = "texts"
 
 
 @dataclasses.dataclass

@@ -33,6 +33,7 @@ LOADER_ONLY = frozenset(
         "augment",
         "crop_scale",
         "eval_text",
+        "train_text",
     }
 )
 

@@ -329,9 +329,9 @@ def test_non_finite_steps_are_skipped_then_stop_the_run(prepared, tmp_path):
     loss_fn = trainer._loss
     calls = {"n": 0}
 
-    def sometimes_nan(embeddings, logit_scale):
+    def sometimes_nan(embeddings, logit_scale, **kwargs):
         calls["n"] += 1
-        terms = loss_fn(embeddings, logit_scale)
+        terms = loss_fn(embeddings, logit_scale, **kwargs)
         if calls["n"] == 2 or calls["n"] >= 4:
             terms["loss"] = terms["loss"] * float("nan")
         return terms

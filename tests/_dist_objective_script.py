@@ -85,6 +85,48 @@ CASES: dict[str, dict[str, Any]] = {
         sizes=(4, 4),
         logit_scale=False,
     ),
+    # Repeated texts: the text identities are gathered with the embeddings, so each process
+    # sees which rows of the other process share its texts.
+    "contrastive_repeated_texts": dict(
+        objective="contrastive",
+        options={},
+        modalities=("text", "audio", "video"),
+        sizes=(3, 4),
+        logit_scale=True,
+        text_keys=(5, 1, 5, 1, 2, 5, 0),
+    ),
+    "contrastive_blocks_repeated_texts": dict(
+        objective="weighted_contrastive",
+        options={"block_size": 2},
+        modalities=("text", "video"),
+        sizes=(4, 3),
+        logit_scale=True,
+        text_keys=(3, 3, 0, 1, 3, 1, 1),
+    ),
+    "cosine_repeated_texts": dict(
+        objective="cosine",
+        options={"margin": 0.1},
+        modalities=("text", "audio"),
+        sizes=(3, 3),
+        logit_scale=False,
+        text_keys=(0, 1, 0, 0, 1, 2),
+    ),
+    "nt_xent_repeated_texts": dict(
+        objective="nt_xent",
+        options={"temperature": 0.3},
+        modalities=("text", "audio"),
+        sizes=(3, 3),
+        logit_scale=False,
+        text_keys=(4, 4, 2, 2, 4, 9),
+    ),
+    "vmnet_triplet_repeated_texts": dict(
+        objective="vmnet_triplet",
+        options={"top_k": 2},
+        modalities=("text", "audio"),
+        sizes=(3, 3),
+        logit_scale=False,
+        text_keys=(1, 2, 1, 1, 3, 2),
+    ),
     # Without gathering each process only sees its own rows: the loss and the gradients must
     # then differ from the single-process ones (shows the comparison can fail).
     "contrastive_no_gather": dict(
@@ -110,11 +152,14 @@ class TinyEmbedder(nn.Module):
 
 
 def build_case(name: str) -> tuple[TinyEmbedder, dict[str, Tensor]]:
-    """The case's freshly initialised model and its whole batch ``{modality: [N, F_m]}``."""
+    """The case's freshly initialised model and its whole batch ``{modality: [N, F_m]}``
+    (and ``"text_keys"``: ``[N]`` when the case has repeated texts)."""
     case = CASES[name]
     generator = torch.Generator().manual_seed(1234)
     n = sum(case["sizes"])
     inputs = {m: torch.randn(n, FEATURE_DIMS[m], generator=generator) for m in case["modalities"]}
+    if "text_keys" in case:
+        inputs["text_keys"] = torch.tensor(case["text_keys"])
     torch.manual_seed(99)
     model = TinyEmbedder(case["modalities"], case["logit_scale"])
     return model, inputs
@@ -123,9 +168,14 @@ def build_case(name: str) -> tuple[TinyEmbedder, dict[str, Tensor]]:
 def _step(
     model: nn.Module, inputs: dict[str, Tensor], objective: nn.Module, needs_features: bool
 ) -> Tensor:
-    embeddings, logit_scale = model(inputs)
-    features = inputs if needs_features else None
-    return objective(embeddings, logit_scale=logit_scale, features=features)["loss"]
+    features = {m: x for m, x in inputs.items() if m != "text_keys"}
+    embeddings, logit_scale = model(features)
+    return objective(
+        embeddings,
+        logit_scale=logit_scale,
+        features=features if needs_features else None,
+        text_keys=inputs.get("text_keys"),
+    )["loss"]
 
 
 def _grads(model: nn.Module) -> dict[str, Tensor]:

@@ -112,15 +112,19 @@ def test_shipped_configs_load():
 
 def _expected_demo_config():
     """The embedded demo's experiment, value by value (configs/demo.yaml must resolve to it)."""
-    from trimodal.config import EvalConfig, ModelConfig, TrainConfig
+    from trimodal.config import DataConfig, EvalConfig, HeadConfig, ModelConfig, TrainConfig
 
     model = ModelConfig(preset="tiny", embed_dim=64)
-    model.channels["audio"].trainable_blocks = 2
+    model.channels["text"].head = HeadConfig(hidden_sizes=[128])
+    for modality in ("audio", "video"):
+        model.channels[modality].trainable_blocks = "none"
+        model.channels[modality].head = HeadConfig(input_norm="batch", hidden_sizes=[256])
     train = TrainConfig(
         output_dir="runs/demo",
-        select_metric="video/audio-video/mean_R@10",
-        epochs=12,
-        batch_size=16,
+        select_metric="video/mean_mAP",
+        epochs=24,
+        batch_size=32,
+        feature_cache_views=4,
         gradient_accumulation_steps=1,
         lr=3e-3,
         warmup_ratio=0.05,
@@ -129,7 +133,11 @@ def _expected_demo_config():
         log_every=5,
     )
     return ExperimentConfig(
-        model=model, train=train, eval=EvalConfig(batch_size=32), objective="weighted_contrastive"
+        model=model,
+        data=DataConfig(train_text="labels"),
+        train=train,
+        eval=EvalConfig(batch_size=32),
+        objective="contrastive",
     )
 
 
@@ -152,7 +160,7 @@ def test_a_config_file_and_the_command_line_apply_over_the_demo_settings(tmp_pat
     assert config.train.epochs == 1  # the command line beats the file and the demo
     assert config.model.channels["audio"].trainable_blocks == 1
     assert config.train.lr == 0.5 and config.objective == "cosine"  # the user's file > demo
-    assert config.train.batch_size == 16  # the demo's, where the file says nothing
+    assert config.train.batch_size == 32  # the demo's, where the file says nothing
 
 
 def test_demo_data_yaml_is_the_demo_preparation():

@@ -370,6 +370,54 @@ def test_neighbours_follow_similarity_and_count_shared_labels():
     assert out["label_precision@k"]["audio"] == pytest.approx(0.75)
 
 
+# ----------------------------------------------------------------------------- plots
+
+
+def _run_records(pairs: list[str], steps: int = 6) -> list[dict]:
+    """metrics.jsonl records of a run with these pairs: train terms every step, dev retrieval
+    every other step (R@10 for audio-video, mAP and any@10 for the text pairs)."""
+    records = []
+    for step in range(1, steps + 1):
+        train = {"train/loss": 3.0 / step, "train/lr": 1e-3}
+        train.update({f"train/loss/{p}": 1.0 / step for p in pairs})
+        records.append({"step": step, **train})
+        if step % 2 == 0:
+            dev = {}
+            for pair in pairs:
+                names = ["R@10"] if "text" not in pair else ["mAP", "any@10"]
+                for level in ("video", "clip"):
+                    dev.update({f"dev/{level}/{pair}/mean_{n}": step / 10 for n in names})
+                    dev[f"dev/{level}/{pair.replace('-', '→')}/R@1"] = 0.1  # not drawn
+            records.append({"step": step, **dev})
+    return records
+
+
+@pytest.mark.parametrize(
+    "pairs", [["text-audio", "text-video", "audio-video"], ["audio-video"]], ids=len
+)
+def test_training_curves_are_small_multiples_one_column_per_pair(pairs, tmp_path):
+    from trimodal.evaluation.plots import plot_training_curves, training_curves_figure
+
+    fig = training_curves_figure(_run_records(pairs), "run")
+    axes = fig.get_axes()
+    assert len(axes) == 2 * (len(pairs) + 1)
+    top = [ax.get_title() for ax in axes[: len(pairs) + 1]]
+    assert top == ["total (weighted)", *pairs]
+    for column, pair in enumerate(pairs, start=1):
+        loss_axes, dev_axes = axes[column], axes[len(pairs) + 1 + column]
+        assert len(loss_axes.get_lines()) == 1
+        labels = [line.get_label() for line in dev_axes.get_lines()]
+        names = ["R@10"] if "text" not in pair else ["mAP", "any@10"]
+        assert labels == [f"{n} ({level})" for n in names for level in ("video", "clip")]
+        video = dev_axes.get_lines()[0]
+        assert list(video.get_xdata()) == [2, 4, 6]
+        assert list(video.get_ydata()) == pytest.approx([0.2, 0.4, 0.6])
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in _run_records(pairs)))
+    png = plot_training_curves(path, tmp_path / "curves.png", "run")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 # ----------------------------------------------------------------------------- end to end
 
 

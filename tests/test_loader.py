@@ -59,6 +59,25 @@ def test_eval_is_deterministic_and_matches_the_stored_clip(reference):
     assert PreparedClips(out, "dev", eval_text="first")[0]["text"] == raw["labels"][0]
 
 
+def test_train_text_labels_draws_among_the_label_names_only(reference):
+    corpus, out, config = reference
+    texts = PreparedClips(out, "train", train=True)
+    labels = PreparedClips(out, "train", train=True, train_text="labels")
+    drawn = {"texts": set(), "labels": set()}
+    for epoch in range(6):
+        texts.set_epoch(epoch)
+        labels.set_epoch(epoch)
+        for i in range(len(labels)):
+            names = {labels.label_names[j] for j in labels.label_ids[i]}
+            text = labels[i]["text"]
+            assert text in names, (i, text, names)
+            drawn["labels"].add(text)
+            drawn["texts"].add(texts[i]["text"])
+    assert drawn["texts"] - drawn["labels"], "the default draws tags too"
+    with pytest.raises(ValueError, match="train_text"):
+        PreparedClips(out, "train", train_text="tags")
+
+
 def test_train_augmentation_replays_per_epoch_and_index(reference):
     corpus, out, config = reference
     kw = dict(train=True, audio_rate=16000, video_size=112, crop_seconds=3.0, seed=5)

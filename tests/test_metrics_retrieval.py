@@ -17,6 +17,7 @@ from trimodal.metrics import (
     aggregate_by_video,
     chance_metrics,
     cross_modal_retrieval,
+    label_retrieval_chance,
     label_retrieval_metrics,
     metrics_from_ranks,
     retrieval_metrics,
@@ -265,6 +266,28 @@ def test_label_retrieval_hand_made_with_tie():
     assert m["mAP"] == pytest.approx(5 / 12)
     assert m["R-precision"] == 0.0
     assert (m["any@1"], m["any@2"], m["any@3"]) == (0.0, 0.0, 1.0)
+
+
+def test_label_retrieval_chance_is_the_mean_over_every_ranking():
+    """The closed forms against the exact expectation: the mean of the metrics over all 720
+    orders of a 6-item gallery (query at angle 0, item j at the angle of its place)."""
+    from itertools import permutations
+
+    rel = np.array([[1, 0, 1, 1], [0, 0, 1, 1], [1, 0, 0, 1], [0, 0, 0, 1], [0, 1, 0, 1],
+                    [0, 0, 0, 1]], dtype=bool)  # fmt: skip
+    ks = (1, 2, 5)
+    queries = torch.tensor([[1.0, 0.0]] * 4, dtype=torch.float64)
+    runs = []
+    for order in permutations(range(6)):
+        angles = torch.tensor(order, dtype=torch.float64) * 0.4
+        gallery = torch.stack([angles.cos(), angles.sin()], dim=1)
+        runs.append(label_retrieval_metrics(queries, gallery, rel, ks=ks))
+    chance = label_retrieval_chance(rel, ks=ks)
+    for key in ["mAP", "R-precision", *[f"any@{k}" for k in ks]]:
+        assert chance[key] == pytest.approx(np.mean([r[key] for r in runs]), rel=1e-12), key
+    assert chance["num_labels"] == 4
+    with pytest.raises(ValueError, match="no label"):
+        label_retrieval_chance(np.zeros((3, 2), dtype=bool))
 
 
 def test_label_retrieval_matches_loops_on_random_data():

@@ -562,13 +562,267 @@ def test_blockwise_contrastive_under_bf16_autocast_is_float32_like_the_full_matr
     assert layer.weight.grad.dtype == torch.float32
 
 
-def test_blockwise_contrastive_gradients_pass_gradcheck():
-    """The hand-written backward against finite differences (float64)."""
+@pytest.mark.parametrize("groups", [None, [0, 1, 0, 2, 2, 2, 3, 1, 0]], ids=["plain", "groups"])
+def test_blockwise_contrastive_gradients_pass_gradcheck(groups):
+    """The hand-written backward against finite differences (float64), with and without
+    repeated texts (``groups``: the multi-positive targets)."""
     from trimodal.objectives.contrastive import _BlockwiseClipLoss
 
     gen = torch.Generator().manual_seed(0)
     q = torch.nn.functional.normalize(torch.randn(9, 5, generator=gen, dtype=torch.float64), dim=1)
     k = torch.nn.functional.normalize(torch.randn(9, 5, generator=gen, dtype=torch.float64), dim=1)
     scale = torch.tensor(3.0, dtype=torch.float64)
-    inputs = (q.requires_grad_(), k.requires_grad_(), scale.requires_grad_(), 4)
+    codes = None if groups is None else torch.tensor(groups)
+    inputs = (q.requires_grad_(), k.requires_grad_(), scale.requires_grad_(), 4, codes)
     assert torch.autograd.gradcheck(_BlockwiseClipLoss.apply, inputs)
+
+
+# ----------------------------------------------------------------------------- repeated texts
+
+
+def ref_multi_positive_contrastive(x, y, scale, keys):
+    """Both directions of the multi-positive cross-entropy: the target of query i is uniform
+    over the candidates whose text (key) is i's."""
+    n = len(x)
+    s = [[scale * cos(x[i], y[j]) for j in range(n)] for i in range(n)]
+
+    def direction(logit):  # logit(i, j): query i, candidate j
+        total = 0.0
+        for i in range(n):
+            positives = [j for j in range(n) if keys[j] == keys[i]]
+            denominator = sum(math.exp(logit(i, k)) for k in range(n))
+            logs = [math.log(math.exp(logit(i, j)) / denominator) for j in positives]
+            total += -sum(logs) / len(positives)
+        return total / n
+
+    return 0.5 * (direction(lambda i, j: s[i][j]) + direction(lambda i, j: s[j][i]))
+
+
+def ref_multi_positive_nt_xent(x, y, tau, keys):
+    """NT-Xent with every same-text item out of the denominator and the positive term their
+    mean; a query without negatives has a negative term of 0."""
+    n = len(x)
+    s = [[cos(x[i], y[j]) / tau for j in range(n)] for i in range(n)]
+    total = 0.0
+    for i in range(n):
+        positives = [j for j in range(n) if keys[j] == keys[i]]
+        negatives = [k for k in range(n) if keys[k] != keys[i]]
+        for logit in (s[i].__getitem__, [row[i] for row in s].__getitem__):
+            negative = math.log(sum(math.exp(logit(k)) for k in negatives)) if negatives else 0.0
+            total += negative - sum(logit(p) for p in positives) / len(positives)
+    return total / n
+
+
+def ref_multi_positive_ranking(anchor, other, margin, k, keys):
+    n = len(anchor)
+    hinges = []
+    for i in range(n):
+        d_pos = 1.0 - cos(anchor[i], other[i])
+        others = [j for j in range(n) if keys[j] != keys[i]]
+        d_neg = sorted(1.0 - cos(anchor[i], other[j]) for j in others)[:k]
+        hinges += [max(0.0, margin + d_pos - d) for d in d_neg]
+    return sum(hinges) / len(hinges) if hinges else 0.0
+
+
+def multi_positive_reference(name, embs_np, feats_np, options, keys):
+    """Reference (total, pair values) with repeated texts: the pairs with text use the
+    multi-positive references above with ``keys``, audio-video with every item its own key
+    (the plain definitions; also defined for a batch of 1)."""
+    n = len(keys)
+    weights = STUDY_WEIGHTS if name.startswith("weighted_") else None
+
+    def pair(a, b):
+        x, y = embs_np[a], embs_np[b]
+        keys_ab = keys if "text" in (a, b) else list(range(n))
+        return pair_reference(x, y, a, b, keys_ab)
+
+    def pair_reference(x, y, a, b, keys):
+        if name in ("cosine", "weighted_cosine"):
+            negatives = [[j for j in range(n) if keys[j] != keys[i]] for i in range(n)]
+            return ref_cosine(x, y, options.get("margin", 0.0), negatives)
+        if name in ("contrastive", "weighted_contrastive"):
+            scale = 1.0 / options.get("temperature", 0.07)
+            return ref_multi_positive_contrastive(x, y, scale, keys)
+        if name == "nt_xent":
+            return ref_multi_positive_nt_xent(x, y, options.get("temperature", 1.0), keys)
+        k = min(options.get("top_k", 100), n - 1)
+        return (
+            ref_multi_positive_ranking(y, x, 0.1, k, keys)
+            + 3.0 * ref_multi_positive_ranking(x, y, 0.1, k, keys)
+            + 0.2 * ref_structure(feats_np[b], y)
+            + 0.2 * ref_structure(feats_np[a], x)
+        )
+
+    return ref_total(pair, embs_np, weights)
+
+
+#: Text identities of the test batches: batch 1, one text twice, odd batches with repeats,
+#: a text that fills all but one row.
+REPEATED_KEYS = [[5], [3, 3], [0, 1, 0, 2, 1], [4, 4, 4, 1, 2, 1, 9], [7, 7, 7, 7, 7, 7, 0]]
+MULTI_POSITIVE_CASES = [
+    *OBJECTIVE_CASES,
+    ("contrastive", {"block_size": 2}),
+    ("weighted_contrastive", {"block_size": 3}),
+]
+
+
+@pytest.mark.parametrize("keys", REPEATED_KEYS, ids=lambda k: f"n{len(k)}")
+@pytest.mark.parametrize("modalities", [("text", "audio"), ("text", "video"), ALL], ids="+".join)
+@pytest.mark.parametrize(("name", "options"), MULTI_POSITIVE_CASES)
+def test_repeated_texts_match_the_multi_positive_reference(name, options, modalities, keys):
+    n = len(keys)
+    embs = make_batch(modalities, n, seed=n)
+    feats = make_batch(modalities, n, seed=100 + n, dim=FEATURE_DIM)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # batch of 1
+        out = get_objective(name, **options)(embs, features=feats, text_keys=torch.tensor(keys))
+    total, pairs = multi_positive_reference(name, as_np(embs), as_np(feats), options, keys)
+    rel = 1e-6 if "block_size" in options else 1e-9  # the streamed loss runs in float32
+    assert out["loss"].item() == pytest.approx(total, rel=rel, abs=1e-12)
+    for pair, value in pairs.items():
+        assert out[f"loss/{pair}"].item() == pytest.approx(value, rel=rel, abs=1e-12)
+
+
+@pytest.mark.parametrize("name", available_objectives())
+def test_distinct_texts_give_the_plain_loss_and_gradients(name):
+    """Every text distinct (any key values): the plain objective (to rounding: the targets
+    are then a one-hot distribution instead of an index), the same random negatives."""
+    options = {"num_negatives": 2, "seed": 3} if "cosine" in name else {}
+    losses, grads = [], []
+    for keys in (None, torch.tensor([17, -4, 2**62, 0, 5, 6, 8])):
+        embs = {m: t.requires_grad_() for m, t in make_batch(ALL, 7, seed=2).items()}
+        feats = make_batch(ALL, 7, seed=3, dim=FEATURE_DIM)
+        out = get_objective(name, **options)(embs, features=feats, text_keys=keys)
+        out["loss"].backward()
+        losses.append({k: v.item() for k, v in out.items()})
+        grads.append({m: t.grad for m, t in embs.items()})
+    assert losses[1] == pytest.approx(losses[0], rel=1e-12, abs=1e-12)
+    for m in ALL:
+        torch.testing.assert_close(grads[1][m], grads[0][m], rtol=1e-12, atol=1e-12)
+
+
+def test_repeated_texts_leave_the_audio_video_pair_alone():
+    embs = make_batch(ALL, 6, seed=4)
+    keys = torch.tensor([1, 1, 1, 2, 2, 3])
+    plain = get_objective("contrastive")(embs)
+    multi = get_objective("contrastive")(embs, text_keys=keys)
+    assert multi["loss/audio-video"].item() == plain["loss/audio-video"].item()
+    assert multi["loss/text-audio"].item() != plain["loss/text-audio"].item()
+
+
+def _aligned_batch(keys, noise=0.0, seed=0):
+    """Texts: one unit direction per distinct key (plus ``noise``); audio: the same directions,
+    so every same-text item sits on its text (aligned)."""
+    codes = {k: c for c, k in enumerate(dict.fromkeys(keys))}
+    centres = torch.eye(EMBED_DIM, dtype=torch.float64)[[codes[k] for k in keys]]
+    gen = torch.Generator().manual_seed(seed)
+    text = centres + noise * torch.randn(centres.shape, generator=gen, dtype=torch.float64)
+    return text, centres.clone()
+
+
+def test_multi_positive_loss_is_minimal_when_same_text_items_align():
+    """The multi-positive cross-entropy of query i is at least log |P(i)| (Jensen: the
+    positives share at most all of the softmax), with equality when the softmax is uniform
+    on the positives: same-text items aligned, other texts far (scale 100 → e^-100)."""
+    keys = [0, 0, 0, 1, 1, 2, 3]
+    text, audio = _aligned_batch(keys)
+    objective = get_objective("contrastive", temperature=0.01)
+    counts = torch.tensor([keys.count(k) for k in keys], dtype=torch.float64)
+    bound = counts.log().mean().item()  # the same in both directions
+    aligned = objective({"text": text, "audio": audio}, text_keys=torch.tensor(keys))
+    assert aligned["loss"].item() == pytest.approx(bound, abs=1e-9)
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(20):
+        moved = audio + 0.3 * torch.randn(audio.shape, generator=gen, dtype=torch.float64)
+        other = objective({"text": text, "audio": moved}, text_keys=torch.tensor(keys))
+        assert other["loss"].item() > bound + 1e-6
+    # Separating two same-text items costs: it is not rewarded, as it is by the plain loss.
+    split = audio.clone()
+    split[1] = torch.nn.functional.normalize(audio[1] + 0.5 * torch.eye(EMBED_DIM)[5], dim=0)
+    assert (
+        objective({"text": text, "audio": split}, text_keys=torch.tensor(keys))["loss"].item()
+        > aligned["loss"].item()
+    )
+
+
+@pytest.mark.parametrize("text_positives", [True, False])
+def test_training_on_repeated_texts_keeps_same_text_items_together(text_positives):
+    """Gradient descent on the audio side, from same-text audio items together, against
+    texts that repeat (the copies of a text a little apart, as head dropout makes them):
+    with multi-positive targets the items of one text stay together while the loss falls;
+    the plain loss, which makes them each other's negatives, pulls them apart along the
+    copies' differences."""
+    keys = [0, 0, 0, 0, 1, 1, 1, 2, 2, 3]
+    text, start = _aligned_batch(keys, noise=0.3, seed=2)
+    gen = torch.Generator().manual_seed(3)
+    start = start + 0.5 * torch.randn(EMBED_DIM, generator=gen, dtype=torch.float64)
+    audio = start.clone().requires_grad_()
+    objective = get_objective("contrastive")
+    optimizer = torch.optim.Adam([audio], lr=0.02)
+    text_keys = torch.tensor(keys) if text_positives else None
+    losses = []
+    for _ in range(100):
+        optimizer.zero_grad()
+        loss = objective({"text": text, "audio": audio}, text_keys=text_keys)["loss"]
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+    unit = torch.nn.functional.normalize(audio.detach(), dim=1)
+    same = torch.tensor(keys)[:, None] == torch.tensor(keys)[None, :]
+    within = (unit @ unit.T)[same & ~torch.eye(len(keys), dtype=torch.bool)]
+    if text_positives:
+        assert within.min().item() > 1 - 1e-9
+    else:
+        assert within.min().item() < 0.95
+
+
+def test_gradient_caching_with_repeated_texts_matches_the_reference():
+    """GradCache with repeated texts: the cached-embedding loss is the reference's and the
+    replayed gradients are those of direct back-propagation, streamed in blocks or not."""
+    torch.manual_seed(0)
+    model = nn.ModuleDict({m: nn.Linear(5, 4).double() for m in ALL})
+    inputs = make_batch(ALL, 7, seed=9, dim=5)
+    keys = torch.tensor([3, 1, 3, 3, 2, 1, 0])
+    for options in ({}, {"block_size": 2}):
+        objective = get_objective("weighted_contrastive", **options)
+        model.zero_grad()
+        objective({m: model[m](x) for m, x in inputs.items()}, text_keys=keys)["loss"].backward()
+        direct = {n: p.grad.clone() for n, p in model.named_parameters()}
+        model.zero_grad()
+        with torch.no_grad():
+            leaves = {m: model[m](x).requires_grad_() for m, x in inputs.items()}
+        out = objective(leaves, text_keys=keys)
+        out["loss"].backward()
+        for m, x in inputs.items():
+            for chunk in (slice(0, 3), slice(3, 7)):
+                model[m](x[chunk]).backward(leaves[m].grad[chunk])
+        for n, p in model.named_parameters():
+            torch.testing.assert_close(p.grad, direct[n], rtol=1e-5, atol=1e-5)
+        total, _ = multi_positive_reference(
+            "weighted_contrastive", as_np(leaves), {}, {}, keys.tolist()
+        )
+        assert out["loss"].item() == pytest.approx(total, rel=1e-6)  # blocks: float32
+
+
+def test_cosine_random_negatives_skip_same_text_items():
+    keys = torch.tensor([0, 0, 0, 1, 1, 2, 2])
+    embs = make_batch(("text", "audio"), 7)
+    out = CosineObjective(num_negatives=3, seed=5, margin=0.1)(embs, text_keys=keys)
+    same = keys[:, None] == keys[None, :]
+    draws = CosineObjective(num_negatives=3, seed=5).sample_negatives(7, 3, same).tolist()
+    for i, row in enumerate(draws):
+        # Every anchor has 4 or 5 other-text items, so all 3 draws are other-text ones.
+        assert len(set(row)) == 3 and all(keys[j] != keys[i] for j in row), (i, row)
+    e = as_np(embs)
+    expected = ref_cosine(e["text"], e["audio"], margin=0.1, negatives=draws)
+    assert out["loss"].item() == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("keys", "match"),
+    [(torch.tensor([1.0, 2.0]), "integer"), (torch.tensor([1, 2, 3]), r"\[B=2\]")],
+)
+def test_bad_text_keys_are_refused(keys, match):
+    with pytest.raises(ValueError, match=match):
+        get_objective("contrastive")(make_batch(ALL, 2), text_keys=keys)

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from data_fixtures import prepared_training_corpus
@@ -57,7 +58,10 @@ def _grads(model) -> dict[str, torch.Tensor]:
     return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
-def test_grad_cache_gives_the_full_batch_gradients_with_dropout_on():
+@pytest.mark.parametrize("text_positives", [False, True], ids=["plain", "repeated_texts"])
+def test_grad_cache_gives_the_full_batch_gradients_with_dropout_on(text_positives):
+    """GradCache with dropout, and with the repeated texts of this batch (8 texts over 32
+    clips) as positives of each other or not."""
     config = load_config(
         None,
         [
@@ -76,12 +80,14 @@ def test_grad_cache_gives_the_full_batch_gradients_with_dropout_on():
     words = ["rock", "jazz", "piano", "drum", "music video", "guitar", "choir", "dance"]
     texts = [f"{words[i % 8]} {words[(i * 3) % 8]}" for i in range(32)]
     frames = torch.rand(32, 4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    keys = model.text_keys(texts) if text_positives else None
+    assert keys is None or len(set(keys.tolist())) == 8
 
     def plain(seed: int) -> dict[str, torch.Tensor]:
         model.zero_grad()
         torch.manual_seed(seed)
         out = model(text=texts, video=frames)
-        objective(out.embeddings, logit_scale=out.logit_scale)["loss"].backward()
+        objective(out.embeddings, logit_scale=out.logit_scale, text_keys=keys)["loss"].backward()
         return _grads(model)
 
     expected = plain(seed=5)
@@ -93,13 +99,42 @@ def test_grad_cache_gives_the_full_batch_gradients_with_dropout_on():
     grad_cache_step(
         model,
         {"text": texts, "video": frames},
-        lambda emb, scale: objective(emb, logit_scale=scale),
+        lambda emb, scale: objective(emb, logit_scale=scale, text_keys=keys),
         chunk_size=4,
     )
     got = _grads(model)
     assert got.keys() == expected.keys() and "logit_scale" in got
     for name in expected:
         torch.testing.assert_close(got[name], expected[name], rtol=0, atol=1e-5, msg=name)
+
+
+def test_the_objective_gets_the_identity_of_each_text_as_the_text_channel_reads_it(
+    prepared, tmp_path
+):
+    trainer = Trainer(_config(prepared, tmp_path / "on"))
+    texts = ["Rock  music", "rock music", "Song 12", "song 34", "Jazz"]
+    keys = trainer._text_keys({"text": texts})
+    assert keys.dtype == torch.int64 and keys.shape == (5,)
+    # BPEmb's normalisation: case, runs of spaces and digits do not tell texts apart...
+    assert keys[0] == keys[1] and keys[2] == keys[3]
+    assert len(set(keys[[0, 2, 4]].tolist())) == 3
+    # ...because the channel cannot: equal keys, equal embeddings.
+    model = trainer.unwrapped.eval()
+    with torch.no_grad():
+        embeddings = model.encode_text(texts)
+    assert torch.equal(embeddings[0], embeddings[1]) and torch.equal(embeddings[2], embeddings[3])
+    captured = {}
+
+    def spy(embeddings, **kwargs):
+        captured.update(kwargs)
+        return {"loss": torch.zeros(())}
+
+    trainer.objective = spy
+    with trainer._loss_with_features({"text": texts}) as loss_fn:
+        loss_fn({}, None)
+    assert torch.equal(captured["text_keys"], keys)
+    off = Trainer(_config(prepared, tmp_path / "off", "--train.text_positives", "false"))
+    assert off._text_keys({"text": texts}) is None
 
 
 # ----------------------------------------------------------------------------- feature cache
@@ -295,9 +330,9 @@ def test_non_finite_steps_are_skipped_then_stop_the_run(prepared, tmp_path):
     loss_fn = trainer._loss
     calls = {"n": 0}
 
-    def sometimes_nan(embeddings, logit_scale):
+    def sometimes_nan(embeddings, logit_scale, **kwargs):
         calls["n"] += 1
-        terms = loss_fn(embeddings, logit_scale)
+        terms = loss_fn(embeddings, logit_scale, **kwargs)
         if calls["n"] == 2 or calls["n"] >= 4:
             terms["loss"] = terms["loss"] * float("nan")
         return terms
@@ -486,42 +521,64 @@ def test_validation_metrics_with_repeated_texts_are_multi_relevant():
     assert metrics["video/audio-video/mean_R@10"] == 1.0
 
 
-def test_demo_table_renders_the_multi_relevant_text_rows(monkeypatch, tmp_path):
+class _LabelTextModel:
+    """Stands in for a model in the demo report: label names embed as the texts did."""
+
+    training = False
+
+    def __init__(self, by_text):
+        self.by_text = by_text
+
+    def eval(self):
+        return self
+
+    def train(self, mode=True):
+        return self
+
+    def encode_text(self, names):
+        return torch.stack([self.by_text[n] for n in names])
+
+
+def test_demo_prints_the_compact_table_and_saves_every_result(monkeypatch, tmp_path):
+    import math
+
     import trimodal.embedding
     from trimodal.cli import demo_report
     from trimodal.modeling import TrimodalModel
 
     embeddings = _repeated_text_embeddings()
+    names = ["drums", "piano", "choir"]
+    labels = np.array([[float(t == n) for n in names] for t in embeddings.texts])
+    embeddings = dataclasses.replace(embeddings, labels=labels, label_names=names)
+    by_text = dict(zip(embeddings.texts, embeddings.embeddings["text"]))
     monkeypatch.setattr(trimodal.embedding, "extract_split", lambda *a, **k: embeddings)
-    monkeypatch.setattr(TrimodalModel, "from_pretrained", classmethod(lambda cls, path: None))
-    config = load_config(None, ["--data", str(tmp_path)])
+    model = _LabelTextModel(by_text)
+    monkeypatch.setattr(TrimodalModel, "from_pretrained", classmethod(lambda cls, path: model))
+    config = load_config(None, ["--data", str(tmp_path), "--output", str(tmp_path / "run")])
     report = demo_report(config, tmp_path / "best", tmp_path / "untrained")
-    tables = [block for block in report.split("\n\n") if block.startswith("|")]
-    assert len(tables) == 2
-    instance, multi = (t.splitlines() for t in tables)
-    assert instance[0].split("|")[1:-1] == [
-        " level ",
-        " direction ",
-        " model ",
-        " R@1 ",
-        " R@5 ",
-        " R@10 ",
-        " median rank ",
-    ]
-    assert multi[0].split("|")[1:-1] == [
-        " level ",
-        " direction ",
-        " model ",
-        " any@1 ",
-        " any@5 ",
-        " any@10 ",
-        " mAP ",
-    ]
-    assert not any("text" in row for row in instance[2:])  # text rows: multi-relevant only
-    text_rows = [row for row in multi[2:] if "trained" in row]
-    assert len(text_rows) == 2 * 4 * 2  # levels × text directions × (trained, untrained)
-    assert all("–" not in row and "1.000 | 1.000 | 1.000 | 1.000" in row for row in text_rows)
-    assert all(len(row.split("|")) == len(multi[0].split("|")) for row in multi)
+    lines = [line for line in report.splitlines() if line.startswith("|")]
+    header = [c.strip() for c in lines[0].split("|")[1:-1]]
+    assert header == ["direction", "metric", "trained", "untrained", "chance"]
+    rows = {tuple(c.strip() for c in line.split("|")[1:3]): line for line in lines[2:]}
+    assert len(rows) == 12
+    cells = [c.strip() for c in rows["text→audio", "label mAP"].split("|")[1:-1]]
+    # Each label's videos rank first: AP 1. Chance of a random ranking of the 6 videos:
+    # drums has 4 of them, piano and choir 1 each.
+    h6 = sum(1 / k for k in range(1, 7))
+    expected = np.mean([(h6 + (r - 1) / 5 * (6 - h6)) / 6 for r in (4, 1, 1)])
+    assert cells[2:] == ["1.000", "1.000", f"{expected:.3f}"]
+    any10 = [c.strip() for c in rows["text→video", "label any@10"].split("|")[1:-1]]
+    assert any10[2:] == ["1.000", "1.000", "1.000"]  # 6 videos: any 10 hold them all
+    chance_r1 = [c.strip() for c in rows["audio→video", "R@1"].split("|")[1:-1]][-1]
+    assert chance_r1 == f"{1 / 6:.3f}"
+    saved = json.loads((tmp_path / "run" / "test_results.json").read_text())
+    label = saved["models"]["trained"]["zero_shot"]["label_retrieval"]["video"]["audio"]
+    assert label["mAP"] == 1.0 and math.isclose(
+        saved["chance"]["label_retrieval"]["video"]["mAP"], expected
+    )
+    full = (tmp_path / "run" / "test_results.md").read_text()
+    assert "## Cross-modal retrieval" in full and "## Zero-shot, untrained model" in full
+    assert str(tmp_path / "run" / "test_results.md") in report
 
 
 def test_demo_path_generates_once_trains_and_prints_the_comparison_table(
@@ -535,19 +592,25 @@ def test_demo_path_generates_once_trains_and_prints_the_comparison_table(
     monkeypatch.setattr(
         cli, "prepare_demo_data", lambda: original(cache_dir=tmp_path / "cache", videos=16)
     )
+    # 16 videos leave 1-2 dev videos, whose texts need not repeat: no text mAP to select on.
     argv = ["--demo", "--output", str(tmp_path / "run"), "--train.max_steps", "2"]
-    argv += ["--train.batch_size", "4"]
+    argv += ["--train.batch_size", "4", "--train.select_metric", "video/audio-video/mean_R@10"]
     assert cli.train_main(argv) == 0
     out = capsys.readouterr().out
     # The end-of-run summary: the best validation, where the model is, how to evaluate it.
     assert f"best model: {tmp_path / 'run' / 'best'}" in out
     assert "best video/audio-video/mean_R@10 = " in out and "trimodal evaluate --model" in out
     assert "generating the synthetic demo corpus (16 videos)" in out
-    table = [line for line in out.splitlines() if line.startswith("| video | audio→video |")]
-    assert [line.split("|")[3].strip() for line in table] == ["trained", "untrained", "chance"]
+    header = next(line for line in out.splitlines() if line.startswith("| direction |"))
+    assert [c.strip() for c in header.split("|")[3:-1]] == ["trained", "untrained", "chance"]
+    assert "| text→audio | label mAP |" in out and "| audio→video | R@10 |" in out
+    assert (tmp_path / "run" / "test_results.md").is_file()
     assert (tmp_path / "run" / "best" / "model.safetensors").is_file()
     saved = load_config(tmp_path / "run" / "config.yaml")
-    assert saved.train.select_metric == "video/audio-video/mean_R@10"
+    assert (
+        saved.data.train_text == "labels"
+        and saved.model.channels["audio"].trainable_blocks == "none"
+    )
 
     assert cli.train_main(argv) == 0  # the cached corpus and prepared data are reused
     assert "generating" not in capsys.readouterr().out

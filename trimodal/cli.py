@@ -221,41 +221,9 @@ def run_training(config: ExperimentConfig, demo: bool = False) -> int:
 
 
 def demo_report(config: ExperimentConfig, trained: Path, untrained: Path) -> str:
-    """Test-split retrieval of the trained and the untrained model, and chance, as a table."""
-    from trimodal.embedding import extract_split
-    from trimodal.evaluation.reports import multi_relevant_table, retrieval_table
-    from trimodal.metrics.retrieval import cross_modal_retrieval
-    from trimodal.modeling import TrimodalModel
+    """The trained and the untrained model on the test split, and chance: the compact table
+    (all results saved in the run directory, :mod:`trimodal.evaluation.demo`)."""
+    from trimodal.evaluation.demo import write_demo_report
 
-    results = {}
-    for name, path in (("trained", trained), ("untrained", untrained)):
-        model = TrimodalModel.from_pretrained(path)
-        test = extract_split(
-            model, config.data.prepared_dir, "test", batch_size=32, capture_backbone=False,
-            desc=f"test ({name})",
-        )  # fmt: skip
-        results[name] = cross_modal_retrieval(
-            test.embeddings, test.video_id, texts=test.texts or None, ks=(1, 5, 10)
-        )
-    levels = results["trained"]
-    table = retrieval_table(
-        results, ["video", "clip"], (1, 5, 10),
-        columns=("level", "direction", "model"), chance="per_direction",
-        directions=[d for d in levels["video"] if d != "chance"], ranks=("median_rank",),
-        score=lambda v: f"{v:.3f}", rank_format=lambda v: f"{v:.1f}",
-        labels={"level": "level", "direction": "direction", "model": "model",
-                "median_rank": "median rank"},
-    )  # fmt: skip
-    n_videos = int(levels["video"]["chance"]["gallery_size"])
-    n_clips = int(levels["clip"]["chance"]["gallery_size"])
-    title = f"Test retrieval ({n_videos} videos, {n_clips} clips; R@k as a fraction)"
-    parts = [title, "", table]
-    multi = multi_relevant_table(
-        results, ["video", "clip"], (1, 5, 10), columns=("level", "direction", "model"),
-        score=lambda v: f"{v:.3f}", labels={"level": "level", "direction": "direction",
-                                            "model": "model"},
-    )  # fmt: skip
-    if multi is not None:
-        note = "Texts repeat: from and to text, any@k = an item with the same text in the top k"
-        parts += ["", note, "", multi]
-    return "\n".join(parts)
+    models = {"trained": trained, "untrained": untrained}
+    return write_demo_report(config.data.prepared_dir, models, config.train.output_dir)

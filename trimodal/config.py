@@ -148,7 +148,9 @@ class DataConfig:
       112 for R(2+1)D), ``crop_seconds``: a synchronous audio+video window inside the clip
       (``None``: the whole clip), random in training, centred in evaluation.
     - ``augment``: random temporal crop, random resized crop (area share in ``crop_scale``)
-      and a random text among the video's labels and tags; evaluation is deterministic
+      and a random text among the video's labels and tags (``train_text: labels``: among its
+      label names only, the texts of label queries and zero-shot tagging); evaluation is
+      deterministic
       (centre crops, a text chosen per clip by a stable hash, or the first label with
       ``eval_text: first``).
     """
@@ -186,6 +188,7 @@ class DataConfig:
     augment: bool = True
     crop_scale: list[float] = dataclasses.field(default_factory=lambda: [0.5, 1.0])
     eval_text: Literal["hashed", "first"] = "hashed"
+    train_text: Literal["texts", "labels"] = "texts"
 
 
 @dataclasses.dataclass
@@ -212,6 +215,10 @@ class TrainConfig:
     this many validations without improvement of ``select_metric``.
     ``head_autoencoder_epochs``: before training, fit each trainable head as the encoder of
     an autoencoder of its backbone's features (the thesis's autoencoder initialisation).
+    ``text_positives``: in the pairs with text, clips whose texts are the same (after the text
+    channel's normalisation) are positives of each other, not negatives — multi-positive
+    targets (docs/evaluation.md#repeated-texts); ``false`` trains every clip against every
+    other, as the plain objectives do.
     """
 
     output_dir: str = "runs/trimodal"
@@ -238,6 +245,7 @@ class TrainConfig:
     early_stopping_patience: int | None = None
     head_autoencoder_epochs: int = 0
     head_autoencoder_lr: float = 1e-3
+    text_positives: bool = True
     checkpoint_every: int = 500
     checkpoint_total_limit: int = 3
     resume: str | None = None

@@ -33,6 +33,7 @@ from trimodal.backbones import Backbone, get_backbone_class
 from trimodal.backbones.base import default_cache_dir, parameter_dtype
 from trimodal.config import HeadConfig, ModelConfig, from_dict
 from trimodal.configuration import TrimodalConfig
+from trimodal.data.schema import stable_int
 from trimodal.modalities import MODALITIES
 from trimodal.model_card import read_training_record, write_model_card
 
@@ -177,6 +178,20 @@ class TrimodalModel(PreTrainedModel):
     def encode_text(self, texts: list[str]) -> torch.Tensor:
         """``list[str]`` of length B → ``[B, embed_dim]``."""
         return self.encode("text", texts)
+
+    def text_keys(self, texts: list[str]) -> torch.Tensor:
+        """``[B]`` int64 identity of each text as the text channel reads it: a stable 63-bit
+        hash of the channel's normalised string (:meth:`Backbone.normalize_text`; BPEmb: lower
+        case, digits → 0, whitespace collapsed), the same on every process and machine.
+        Equal keys mark repeated texts, positives of each other in the objectives
+        (:class:`trimodal.objectives.PairwiseObjective`)."""
+        if "text" not in self.backbones:
+            raise ValueError(f"this model has no text channel (it has {self.modalities})")
+        normalize = self.backbones["text"].normalize_text
+        mask = (1 << 63) - 1  # int64 holds 63 bits and a sign
+        return torch.tensor(
+            [stable_int("text", normalize(t)) & mask for t in texts], dtype=torch.int64
+        )
 
     def encode_audio(self, waveforms: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
         """Mono waveforms at the channel's rate, ``[B, S]`` or B tensors ``[S_i]`` →

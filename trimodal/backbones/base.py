@@ -100,6 +100,11 @@ class Backbone(nn.Module):
         """The trainable blocks in input-to-output order (for ``trainable_blocks=N``)."""
         raise NotImplementedError
 
+    def normalize_text(self, text: str) -> str:
+        """A text backbone's input as it reads it (its own normalisation): two texts that
+        normalise alike embed alike. Default: the string unchanged."""
+        return text
+
     def load_pretrained(self, source: str | Path) -> None:
         """Load pretrained weights (and assets such as a tokenizer) from ``source``."""
         raise NotImplementedError

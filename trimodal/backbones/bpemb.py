@@ -160,6 +160,10 @@ class BPEmbBackbone(Backbone):
 
     # ------------------------------------------------------------------ forward
 
+    def normalize_text(self, text: str) -> str:
+        """BPEmb's preprocessing (see :func:`normalize_text`)."""
+        return normalize_text(text)
+
     def tokenize(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Subword ids and mask for a batch of texts.
 
@@ -176,7 +180,7 @@ class BPEmbBackbone(Backbone):
             raise TypeError("texts must be a list of strings, not a single string")
         ids = []
         for text in texts:
-            norm = normalize_text(text)
+            norm = self.normalize_text(text)
             if not norm:
                 raise ValueError(f"cannot embed an empty text (got {text!r})")
             ids.append(self._sp.encode_as_ids(norm)[: self.options.max_tokens])

@@ -51,7 +51,9 @@ class PreparedClips(torch.utils.data.Dataset):
     Training (``train=True`` with ``augment``): a random window of ``crop_seconds`` inside
     the clip (audio and video cut at the same times), a random resized crop of the frames
     (area share in ``crop_scale``, aspect 3/4–4/3, the same crop for every frame), a random
-    text among the candidates. All of it is drawn from a generator seeded by ``(seed, epoch,
+    text among the candidates (``train_text="texts"``: the video's labels and tags;
+    ``"labels"``: its label names only, the words label queries and zero-shot tagging use;
+    a video without labels keeps its texts). All of it is drawn from a generator seeded by ``(seed, epoch,
     index)``, so a resumed run replays it exactly. Evaluation is deterministic: centred
     window, centre crop, and a text fixed per clip (``eval_text="hashed"``: a stable hash of
     video id and clip index picks among the candidates; ``"first"``: the first label).
@@ -68,6 +70,7 @@ class PreparedClips(torch.utils.data.Dataset):
         augment: apply training augmentation (default: ``train``).
         crop_scale: area share range of the random resized crop.
         eval_text: ``"hashed"`` or ``"first"`` (see above).
+        train_text: ``"texts"`` or ``"labels"`` (see above).
         seed: base seed of the augmentation.
         modalities: the modalities to read (skipping one avoids reading its arrays).
     """
@@ -85,6 +88,7 @@ class PreparedClips(torch.utils.data.Dataset):
         augment: bool | None = None,
         crop_scale: Sequence[float] = (0.5, 1.0),
         eval_text: str = "hashed",
+        train_text: str = "texts",
         seed: int = 0,
         modalities: Sequence[str] = MODALITIES,
     ) -> None:
@@ -97,13 +101,7 @@ class PreparedClips(torch.utils.data.Dataset):
             raise FileNotFoundError(
                 f"no prepared split at {path} (run `python -m data_prep prepare` first)"
             )
-        unknown = set(modalities) - set(MODALITIES)
-        if unknown:
-            raise ValueError(f"unknown modalities {sorted(unknown)}; known: {MODALITIES}")
-        if eval_text not in ("hashed", "first"):
-            raise ValueError(f"eval_text must be 'hashed' or 'first', got {eval_text!r}")
-        if not 0 < crop_scale[0] <= crop_scale[1] <= 1:
-            raise ValueError(f"crop_scale must satisfy 0 < low <= high <= 1, got {crop_scale}")
+        _check_options(modalities, eval_text, train_text, crop_scale)
         self.path = path
         self.dataset = datasets.load_from_disk(str(path))  # memory-mapped Arrow files
         self.train = train
@@ -113,6 +111,7 @@ class PreparedClips(torch.utils.data.Dataset):
         self.crop_seconds = crop_seconds
         self.crop_scale = (float(crop_scale[0]), float(crop_scale[1]))
         self.eval_text = eval_text
+        self.train_text = train_text
         self.seed = seed
         self.modalities = tuple(modalities)
         self.epoch = 0
@@ -166,6 +165,7 @@ class PreparedClips(torch.utils.data.Dataset):
             "augment": data_config.augment and train,
             "crop_scale": data_config.crop_scale,
             "eval_text": data_config.eval_text,
+            "train_text": data_config.train_text,
             "seed": data_config.seed,
         }
         kwargs.update(overrides)
@@ -197,6 +197,8 @@ class PreparedClips(torch.utils.data.Dataset):
         """The text of clip ``index``: random with ``rng``, else the evaluation choice."""
         candidates = self._texts[index] or [self._titles[index]]
         if rng is not None:
+            if self.train_text == "labels" and self._label_ids[index]:
+                candidates = [self.label_names[i] for i in self._label_ids[index]]
             return candidates[int(rng.integers(len(candidates)))]
         if self.eval_text == "first":
             return candidates[0]
@@ -274,6 +276,21 @@ class PreparedClips(torch.utils.data.Dataset):
                 x, size=(out, out), mode="bilinear", antialias=True, align_corners=False
             )
         return x.clamp_(0.0, 1.0)
+
+
+def _check_options(
+    modalities: Sequence[str], eval_text: str, train_text: str, crop_scale: Sequence[float]
+) -> None:
+    """Refuse :class:`PreparedClips` options it does not know, with the accepted ones."""
+    unknown = set(modalities) - set(MODALITIES)
+    if unknown:
+        raise ValueError(f"unknown modalities {sorted(unknown)}; known: {MODALITIES}")
+    if eval_text not in ("hashed", "first"):
+        raise ValueError(f"eval_text must be 'hashed' or 'first', got {eval_text!r}")
+    if train_text not in ("texts", "labels"):
+        raise ValueError(f"train_text must be 'texts' or 'labels', got {train_text!r}")
+    if not 0 < crop_scale[0] <= crop_scale[1] <= 1:
+        raise ValueError(f"crop_scale must satisfy 0 < low <= high <= 1, got {crop_scale}")
 
 
 def collate_clips(items: Sequence[dict[str, Any]]) -> dict[str, Any]:

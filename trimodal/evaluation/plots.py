@@ -6,7 +6,8 @@ Every function writes one PNG atomically and returns its path:
   each clip's first label (the 10 most frequent labels get colours, the rest grey);
 * :func:`plot_per_label_ap` — horizontal bars of per-label average precision;
 * :func:`plot_similarity_histogram` — cosine similarities of positive vs negative pairs;
-* :func:`plot_training_curves` — training loss and dev metrics from a run's ``metrics.jsonl``.
+* :func:`plot_training_curves` — training loss and dev metrics from a run's ``metrics.jsonl``,
+  one small panel per modality pair (:func:`training_curves_figure`).
 """
 
 from __future__ import annotations
@@ -143,34 +144,68 @@ def missing_training_metrics(metrics_path: str | Path) -> str | None:
     return f"{metrics_path} has no train/loss or dev/ metrics"
 
 
-def plot_training_curves(metrics_path: str | Path, path: str | Path, title: str) -> Path:
-    """Training loss (left) and dev retrieval metrics (right) against the optimiser step.
+#: Dev metrics drawn per modality pair (video level solid, clip level dashed): the pair's
+#: mean over its two directions of R@10, or of mAP and any@10 where texts repeat.
+CURVE_METRICS = ("R@10", "mAP", "any@10")
 
-    The right panel shows the ``dev/*/mean_R@*`` keys when present, else up to six ``dev/``
-    keys.
-    """
+
+def _pairs_in(records: Sequence[dict]) -> list[str]:
+    """The modality pairs a run logged (``train/loss/<pair>``, ``dev/<level>/<pair>/…``), in
+    the fixed order text-audio, text-video, audio-video."""
+    from trimodal.modalities import PAIRS, pair_name
+
+    keys = {k for r in records for k in r}
+    found = []
+    for x, y in PAIRS:
+        name = pair_name(x, y)
+        if f"train/loss/{name}" in keys or any(f"/{name}/mean_" in k for k in keys):
+            found.append(name)
+    return found
+
+
+def _series(records: Sequence[dict], key: str) -> tuple[list, list]:
+    points = [(r["step"], r[key]) for r in records if r.get(key) is not None]
+    return ([p[0] for p in points], [p[1] for p in points]) if points else ([], [])
+
+
+def training_curves_figure(records: Sequence[dict], title: str) -> Figure:
+    """Small multiples of a run's ``metrics.jsonl`` records: one column per modality pair,
+    its (unweighted) training loss on top and its dev retrieval below (video level solid,
+    clip level dashed; :data:`CURVE_METRICS`), plus a first column with the weighted total
+    loss and the learning rate. Each axes has a handful of lines, so each can be read."""
+    pairs = _pairs_in(records)
+    fig = Figure(figsize=(3.2 * (len(pairs) + 1), 5.6), layout="constrained")
+    axes = fig.subplots(2, len(pairs) + 1, sharex=True, squeeze=False)
+    steps, loss = _series(records, "train/loss")
+    axes[0][0].plot(steps, loss, color="k", lw=1)
+    axes[0][0].set_title("total (weighted)", fontsize=9)
+    axes[0][0].set_ylabel("train loss")
+    steps, lr = _series(records, "train/lr")
+    axes[1][0].plot(steps, lr, color="k", lw=1)
+    axes[1][0].set_ylabel("learning rate")
+    for column, pair in enumerate(pairs, start=1):
+        top, bottom = axes[0][column], axes[1][column]
+        top.set_title(pair, fontsize=9)
+        top.plot(*_series(records, f"train/loss/{pair}"), color="C0", lw=1)
+        for i, metric in enumerate(CURVE_METRICS):
+            for level, style in (("video", "-"), ("clip", "--")):
+                x, y = _series(records, f"dev/{level}/{pair}/mean_{metric}")
+                if x:
+                    bottom.plot(x, y, style, marker="o", ms=2.5, color=f"C{i}",
+                                label=f"{metric} ({level})")  # fmt: skip
+        bottom.set_ylim(0, 1)
+        if bottom.lines:
+            bottom.legend(fontsize=6, loc="upper left")
+    axes[1][1 if pairs else 0].set_ylabel("dev (mean of both directions)")
+    for ax in axes[1]:
+        ax.set_xlabel("step")
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def plot_training_curves(metrics_path: str | Path, path: str | Path, title: str) -> Path:
+    """:func:`training_curves_figure` of the run's ``metrics.jsonl``, as a PNG."""
     records = read_metrics_jsonl(metrics_path)
-    loss = [(r["step"], r["train/loss"]) for r in records if "train/loss" in r]
-    dev_keys = sorted({k for r in records for k in r if k.startswith("dev/") and "mean_R@" in k})
-    if not dev_keys:
-        dev_keys = sorted({k for r in records for k in r if k.startswith("dev/")})[:6]
-    if not loss and not dev_keys:
+    if missing_training_metrics(metrics_path) is not None:
         raise ValueError(f"{metrics_path} has no train/loss or dev/ metrics")
-    fig = Figure(figsize=(11, 4))
-    ax_loss, ax_dev = fig.subplots(1, 2)
-    if loss:
-        steps, values = zip(*loss)
-        ax_loss.plot(steps, values, color="C0", lw=1)
-    ax_loss.set_xlabel("step")
-    ax_loss.set_ylabel("train/loss")
-    for i, key in enumerate(dev_keys):
-        points = [(r["step"], r[key]) for r in records if key in r and r[key] is not None]
-        if points:
-            steps, values = zip(*points)
-            ax_dev.plot(steps, values, marker="o", ms=3, color=f"C{i % 10}", label=key[4:])
-    ax_dev.set_xlabel("step")
-    ax_dev.set_ylabel("dev metric")
-    if dev_keys:
-        ax_dev.legend(fontsize=7)
-    fig.suptitle(title)
-    return _save(fig, path)
+    return _save(training_curves_figure(records, title), path)

@@ -593,3 +593,111 @@ def merge_results(
     if output is not None:
         atomic_write_text(output, text)
     return text
+
+
+# ----------------------------------------------------------------------------- the demo
+
+
+#: Rows of :func:`demo_summary_table`: (direction, metric label, source, level, key, metric).
+#: ``label_retrieval`` rows are label-as-query retrieval (each label name's text embedding
+#: ranks the gallery; relevant: the items with that label), ``retrieval`` rows the
+#: instance-level (true-partner) retrieval.
+DEMO_SUMMARY_ROWS: tuple[tuple[str, str, str, str, str, str], ...] = (
+    ("text→audio", "label mAP", "label_retrieval", "video", "audio", "mAP"),
+    ("text→audio", "label any@10", "label_retrieval", "video", "audio", "any@10"),
+    ("text→video", "label mAP", "label_retrieval", "video", "video", "mAP"),
+    ("text→video", "label any@10", "label_retrieval", "video", "video", "any@10"),
+    ("audio→video", "R@1", "retrieval", "video", "audio→video", "R@1"),
+    ("audio→video", "R@10", "retrieval", "video", "audio→video", "R@10"),
+    ("audio→video", "median rank", "retrieval", "video", "audio→video", "median_rank"),
+    ("video→audio", "R@1", "retrieval", "video", "video→audio", "R@1"),
+    ("video→audio", "R@10", "retrieval", "video", "video→audio", "R@10"),
+    ("video→audio", "median rank", "retrieval", "video", "video→audio", "median_rank"),
+    ("audio→video", "R@10, clips", "retrieval", "clip", "audio→video", "R@10"),
+    ("video→audio", "R@10, clips", "retrieval", "clip", "video→audio", "R@10"),
+)
+
+
+def _demo_value(by_model: Mapping[str, Any], source: str, level: str, key: str, metric: str):
+    if source == "label_retrieval":
+        section = by_model.get("zero_shot", {}).get("label_retrieval", {})
+    else:
+        section = by_model.get("retrieval", {})
+    return section.get(level, {}).get(key, {}).get(metric)
+
+
+def demo_summary_table(results: Mapping[str, Any]) -> str:
+    """The demo's compact table: per modality pair its headline metrics, one row each, with
+    a column per model and one for chance (computed for this test set).
+
+    Args:
+        results: :func:`trimodal.evaluation.demo.demo_results` (``models``, ``chance``,
+            ``test``).
+    """
+    models = results["models"]
+    chance = results["chance"]
+    rows = []
+    for direction, label, source, level, key, metric in DEMO_SUMMARY_ROWS:
+        fmt = rank if metric.endswith("rank") else _fraction
+        values = [_demo_value(m, source, level, key, metric) for m in models.values()]
+        expected = chance[source].get(level, {}).get(metric)
+        rows.append([direction, label, *[fmt(v) for v in values], fmt(expected)])
+    test = results["test"]
+    title = (
+        f"Test set: {test['videos']} videos, {test['clips']} clips, {test['labels']} labels. "
+        "text→audio/video: each label's name queries the videos, relevant are those with "
+        "that label; audio↔video: each video finds its own partner (video level unless "
+        "'clips'). Fractions; chance: the expectation of a random ranking of this test set."
+    )
+    return "\n".join([title, "", table(["direction", "metric", *models, "chance"], rows)])
+
+
+def _fraction(value: Any) -> str:
+    return "–" if _missing(value) else f"{float(value):.3f}"
+
+
+def demo_full_markdown(results: Mapping[str, Any], ks: Sequence[int]) -> str:
+    """Every test result of the demo (``test_results.md``): the compact table, instance and
+    multi-relevant retrieval of each model against chance, and each model's zero-shot
+    tagging and label-as-query tables with their chance."""
+    by_model = {name: m["retrieval"] for name, m in results["models"].items()}
+    first = next(iter(by_model.values()))
+    labels = {"level": "level", "direction": "direction", "model": "model"}
+    parts = [
+        "# Demo: test results",
+        "",
+        demo_summary_table(results),
+        "",
+        "## Cross-modal retrieval (R@k as a fraction)",
+        "",
+        retrieval_table(
+            by_model, ["video", "clip"], ks, columns=("level", "direction", "model"),
+            chance="per_direction", directions=[d for d in first["video"] if d != "chance"],
+            ranks=("median_rank",), score=_fraction, labels=labels,
+        ),
+        "",
+    ]  # fmt: skip
+    multi = multi_relevant_table(
+        by_model, ["video", "clip"], ks, columns=("level", "direction", "model"),
+        score=_fraction, labels=labels,
+    )  # fmt: skip
+    if multi is not None:
+        parts += ["Texts repeat: any@k = an item with the query's text in the top k.", "", multi]
+        parts.append("")
+    for name, m in results["models"].items():
+        parts += [f"## Zero-shot, {name} model (scores in %)", ""]
+        parts += zero_shot_section(m["zero_shot"], ks)
+    rows = [
+        [level, pct(c["mAP"]), pct(c["R-precision"]), *[pct(c.get(f"any@{k}")) for k in ks]]
+        for level, c in results["chance"]["label_retrieval"].items()
+    ]
+    parts += [
+        "## Chance of label-as-query retrieval (a random ranking; %)",
+        "",
+        table(["Level", "mAP", "R-precision", *[f"any@{k}" for k in ks]], rows),
+        "",
+        "The sklearn (macro) tagging mAP averages the same per-label APs, so its chance is "
+        "this mAP too.",
+        "",
+    ]
+    return "\n".join(parts)

@@ -354,6 +354,44 @@ def cross_modal_retrieval(
     return results
 
 
+def label_retrieval_chance(
+    relevance: ArrayLike, ks: Sequence[int] = DEFAULT_KS
+) -> dict[str, float]:
+    """Expected :func:`label_retrieval_metrics` of a uniformly random ranking of the gallery.
+
+    For a label with R relevant items among M, a relevant item sits at each rank k with
+    probability 1/M, with (k − 1)(R − 1)/(M − 1) other relevant items above it on average,
+    so the expected precision at a relevant item (and the expected AP) is
+    ``(H_M + (R − 1)/(M − 1) · (M − H_M)) / M`` (``H_M`` the M-th harmonic number; 1 when
+    R = M). The expected R-precision is R/M; the chance of a relevant item in the top k is
+    ``1 − C(M − R, k) / C(M, k)``. Means over the labels with a relevant item, as there.
+
+    Args:
+        relevance: ``[M, L]`` multi-hot, as for :func:`label_retrieval_metrics`.
+    """
+    rel = np.asarray(relevance).astype(bool)
+    if rel.ndim != 2:
+        raise ValueError(f"relevance must be [M, L], got shape {rel.shape}")
+    m = rel.shape[0]
+    counts = rel.sum(axis=0)
+    counts = counts[counts > 0].astype(np.float64)
+    if counts.size == 0:
+        raise ValueError("no label has a relevant gallery item")
+    harmonic = float(np.sum(1.0 / np.arange(1, m + 1)))
+    spread = (counts - 1) / (m - 1) * (m - harmonic) if m > 1 else np.zeros_like(counts)
+    out: dict[str, float] = {
+        "mAP": float(np.mean((harmonic + spread) / m)),
+        "R-precision": float(np.mean(counts / m)),
+    }
+    for k in ks:
+        # C(M - R, k) / C(M, k) = prod_{i<k} (M - R - i) / (M - i), 0 once M - R - i hits 0.
+        i = np.arange(min(k, m))[None, :]
+        miss = np.prod(np.clip(m - counts[:, None] - i, 0, None) / (m - i), axis=1)
+        out[f"any@{k}"] = float(np.mean(1.0 - miss))
+    out["num_labels"] = int(counts.size)
+    return out
+
+
 def label_retrieval_metrics(
     label_queries: ArrayLike,
     gallery: ArrayLike,

@@ -5,7 +5,16 @@ text-audio, text-video, audio-video (TA, TV, AV)::
 
     loss = Σ_pairs  w_pair · L_pair(x, y)
 
-where ``x`` is the first modality of the pair and ``y`` the second. Objectives are pure
+where ``x`` is the first modality of the pair and ``y`` the second.
+
+Repeated texts: ``forward(..., text_keys=[B] int64)`` says which items carry the same text
+(equal keys: the same string after the text channel's normalisation,
+:meth:`trimodal.modeling.TrimodalModel.text_keys`). In the pairs with text those items are
+positives of each other — multi-positive targets (supervised-contrastive / UniCL style),
+never one another's negatives: a batch of 1,024 clips with 45 label texts holds each text
+about 20 times, and treating the other 19 as negatives would push apart what the data says is
+identical. Without ``text_keys`` every item is its own text (the plain objectives).
+Objectives are pure
 functions of their inputs (apart from the random-negative generator of ``cosine``), so they can
 be used with gradient caching (GradCache): compute embeddings without graph, call the objective
 on them with ``requires_grad``, back-propagate the cached embedding gradients chunk by chunk.
@@ -23,7 +32,7 @@ from torch import Tensor, nn
 from trimodal.distributed import gather_with_grad, get_world_size
 from trimodal.modalities import MODALITIES, PAIRS, pair_name
 
-__all__ = ["PairwiseObjective"]
+__all__ = ["PairwiseObjective", "same_group", "text_groups"]
 
 _PAIR_NAMES = tuple(pair_name(x, y) for x, y in PAIRS)
 
@@ -38,6 +47,18 @@ def _canonical_pair(key: str) -> str:
     raise ValueError(
         f"unknown modality pair {key!r} in pair_weights; expected one of {_PAIR_NAMES}"
     )
+
+
+def text_groups(text_keys: Tensor) -> Tensor:
+    """``[N]`` text identities (any int64 values) → ``[N]`` group codes ``0..G-1`` (equal
+    codes for equal keys)."""
+    return torch.unique(text_keys, return_inverse=True)[1]
+
+
+def same_group(groups: Tensor, rows: slice = slice(None)) -> Tensor:
+    """``[R, N]`` bool: ``[i, j]`` is true when row ``i`` (of ``groups[rows]``) and item ``j``
+    share a group — item i's positives (itself included)."""
+    return groups[rows, None] == groups[None, :]
 
 
 class PairwiseObjective(nn.Module):
@@ -89,9 +110,13 @@ class PairwiseObjective(nn.Module):
         names: tuple[str, str],
         logit_scale: Tensor | None,
         features: tuple[Tensor | None, Tensor | None],
+        groups: Tensor | None,
     ) -> dict[str, Tensor]:
         """Loss of one pair. ``x``, ``y``: ``[N, D]`` (N = global batch); ``features``: the
-        ``[N, F_x]`` / ``[N, F_y]`` input features of the two modalities or ``None``.
+        ``[N, F_x]`` / ``[N, F_y]`` input features of the two modalities or ``None``;
+        ``groups``: ``None`` (item i's only positive is item i) or ``[N]`` int64 codes in
+        ``0..G-1``, equal for items whose text is the same (positives of each other; given in
+        the pairs with text only, see :func:`same_group`).
 
         Returns a dict with the pair loss under ``"loss"`` (a 0-d tensor) and any named
         components (also 0-d) for logging.
@@ -120,6 +145,7 @@ class PairwiseObjective(nn.Module):
         embeddings: Mapping[str, Tensor],
         logit_scale: Tensor | None = None,
         features: Mapping[str, Tensor] | None = None,
+        text_keys: Tensor | None = None,
     ) -> dict[str, Tensor]:
         """Compute the objective.
 
@@ -130,6 +156,10 @@ class PairwiseObjective(nn.Module):
                 ``contrastive`` objectives as ``exp(logit_scale)``; others ignore it.
             features: ``{modality: [B, F_m]}`` input features, used by ``vmnet_triplet``'s
                 structure terms; others ignore it.
+            text_keys: ``[B]`` integer identity of each item's text (equal for the same text
+                after the text channel's normalisation): in the pairs with text, items with
+                equal keys are positives of each other (see the module docstring). ``None``:
+                every text distinct.
 
         Returns:
             ``{"loss": weighted total, "loss/<x>-<y>": unweighted pair loss,
@@ -145,9 +175,15 @@ class PairwiseObjective(nn.Module):
                     f"features[{name!r}] must be [B={batch}, F], got {tuple(value.shape)}"
                 )
         embs = dict(embeddings)
+        keys = self._check_text_keys(text_keys, batch)
+        if keys is not None:
+            keys = keys.to(next(iter(embs.values())).device)
         if self.gather_active():
             embs = {m: gather_with_grad(e) for m, e in embs.items()}
             feats = {m: gather_with_grad(f) for m, f in feats.items()}
+            # The same collective as the embeddings, so row i of the keys stays row i.
+            keys = None if keys is None else gather_with_grad(keys)
+        groups = None if keys is None else text_groups(keys)
 
         out: dict[str, Tensor] = {}
         total: Tensor | None = None
@@ -161,6 +197,7 @@ class PairwiseObjective(nn.Module):
                 names=(x_name, y_name),
                 logit_scale=logit_scale,
                 features=(feats.get(x_name), feats.get(y_name)),
+                groups=groups if "text" in (x_name, y_name) else None,
             )
             pair_total = terms.pop("loss")
             out[f"loss/{name}"] = pair_total
@@ -170,6 +207,19 @@ class PairwiseObjective(nn.Module):
             total = weighted if total is None else total + weighted
         assert total is not None  # _check_embeddings guarantees at least one pair
         return {"loss": total, **out}
+
+    @staticmethod
+    def _check_text_keys(text_keys: Tensor | None, batch: int) -> Tensor | None:
+        """``text_keys`` as a ``[B]`` int64 tensor (or ``None``), refusing another shape."""
+        if text_keys is None:
+            return None
+        keys = torch.as_tensor(text_keys)
+        if keys.shape != (batch,) or keys.is_floating_point() or keys.is_complex():
+            raise ValueError(
+                f"text_keys must be a [B={batch}] integer tensor, got {keys.dtype} "
+                f"{tuple(keys.shape)}"
+            )
+        return keys.to(torch.int64)
 
     @staticmethod
     def _check_embeddings(embeddings: Mapping[str, Tensor]) -> int:

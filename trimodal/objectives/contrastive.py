@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from trimodal.modalities import STUDY_PAIR_WEIGHTS
-from trimodal.objectives.base import PairwiseObjective
+from trimodal.objectives.base import PairwiseObjective, same_group
 from trimodal.objectives.cosine import cosine_matrix
 from trimodal.objectives.registry import register_objective
 
@@ -43,6 +43,15 @@ class ContrastiveObjective(PairwiseObjective):
     A batch of 1 gives a 1×1 matrix whose cross-entropy is exactly 0 (no negatives, no
     gradient); that is reported once as a warning. Output components per pair:
     ``<x>_to_<y>`` (rows: x queries, y candidates) and ``<y>_to_<x>``.
+
+    With repeated texts (``text_keys``, in the pairs with text) the target of row i is
+    uniform over its positives P(i), the items with i's text (supervised-contrastive /
+    UniCL multi-positive cross-entropy)::
+
+        CE_i = −(1/|P(i)|) Σ_{j∈P(i)} log softmax(S_i)_j
+
+    minimal (log |P(i)|) when the softmax puts 1/|P(i)| on each positive; with every text
+    distinct it is CLIP's cross-entropy.
 
     ``block_size``: compute the loss over blocks of ``block_size`` rows, recomputing each
     block's logits in the backward pass, so memory is O(block_size × N + N × D) instead of
@@ -79,7 +88,7 @@ class ContrastiveObjective(PairwiseObjective):
             )
         return logit_scale.reshape(()).to(like.dtype).exp()
 
-    def pair_loss(self, x, y, *, names, logit_scale, features):
+    def pair_loss(self, x, y, *, names, logit_scale, features, groups):
         n = x.shape[0]
         if n == 1:
             self.warn_once(
@@ -92,11 +101,19 @@ class ContrastiveObjective(PairwiseObjective):
                 x_hat = F.normalize(x.float(), dim=-1)
                 y_hat = F.normalize(y.float(), dim=-1)
                 scale = self.scale(logit_scale, x_hat)
-                x_to_y, y_to_x = _BlockwiseClipLoss.apply(x_hat, y_hat, scale, self.block_size)
+                x_to_y, y_to_x = _BlockwiseClipLoss.apply(
+                    x_hat, y_hat, scale, self.block_size, groups
+                )
         else:
             scale = self.scale(logit_scale, x)
             logits = scale * cosine_matrix(x, y)  # [N, N]
-            target = torch.arange(n, device=logits.device)
+            if groups is None:
+                target = torch.arange(n, device=logits.device)
+            else:
+                # Row i's target: uniform over its positives (a symmetric relation, so the
+                # same matrix is the target of the columns).
+                positives = same_group(groups).to(logits.dtype)
+                target = positives / positives.sum(dim=1, keepdim=True)
             x_to_y = F.cross_entropy(logits, target)
             y_to_x = F.cross_entropy(logits.T, target)
         x_name, y_name = names
@@ -119,10 +136,14 @@ class _BlockwiseClipLoss(torch.autograd.Function):
     at most one block of logits (and its softmaxes) is alive at a time, and nothing of size
     N² or blocks × N × D is ever allocated. No library offers a memory-bounded CLIP loss,
     hence this hand-written forward/backward (checked against autograd in the tests).
+
+    ``groups`` (``[N]`` codes, or ``None``: item i's positive is item i) gives the
+    multi-positive targets: each row's (and column's) positive term is the mean logit over
+    its group, computed from per-group sums of the other side's rows (O(N·D), no N×N mask).
     """
 
     @staticmethod
-    def forward(ctx, queries: Tensor, keys: Tensor, scale: Tensor, block: int):
+    def forward(ctx, queries: Tensor, keys: Tensor, scale: Tensor, block: int, groups):
         n = queries.shape[0]
         row_lse = queries.new_empty(n)
         col_max = queries.new_full((n,), -math.inf)
@@ -135,15 +156,24 @@ class _BlockwiseClipLoss(torch.autograd.Function):
             col_sum = col_sum * torch.exp(col_max - new_max) + block_sum
             col_max = new_max
         col_lse = col_max + torch.log(col_sum)
-        positives = scale * (queries * keys).sum(dim=-1)
-        ctx.save_for_backward(queries, keys, scale, row_lse, col_lse)
+        if groups is None:
+            row_pos = col_pos = scale * (queries * keys).sum(dim=-1)
+            inverse_count = None
+        else:
+            size = (int(groups.max()) + 1, queries.shape[1])
+            inverse_count = 1.0 / torch.bincount(groups).to(queries.dtype)[groups]  # [N]
+            key_sums = keys.new_zeros(size).index_add_(0, groups, keys)[groups]
+            query_sums = queries.new_zeros(size).index_add_(0, groups, queries)[groups]
+            row_pos = scale * (queries * key_sums).sum(dim=-1) * inverse_count
+            col_pos = scale * (keys * query_sums).sum(dim=-1) * inverse_count
+        ctx.save_for_backward(queries, keys, scale, row_lse, col_lse, groups, inverse_count)
         ctx.block = block
-        return (row_lse - positives).mean(), (col_lse - positives).mean()
+        return (row_lse - row_pos).mean(), (col_lse - col_pos).mean()
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_q_to_k: Tensor, grad_k_to_q: Tensor):
-        queries, keys, scale, row_lse, col_lse = ctx.saved_tensors
+        queries, keys, scale, row_lse, col_lse, groups, inverse_count = ctx.saved_tensors
         n = queries.shape[0]
         w_rows, w_cols = grad_q_to_k / n, grad_k_to_q / n
         grad_queries = torch.empty_like(queries)
@@ -156,12 +186,17 @@ class _BlockwiseClipLoss(torch.autograd.Function):
             # d loss / d logits: row softmax, column softmax, minus the positives' one-hots.
             grad_logits = w_rows * torch.exp(logits - row_lse[start : start + ctx.block, None])
             grad_logits += w_cols * torch.exp(logits - col_lse[None, :])
-            grad_logits.diagonal(offset=start).sub_(w_rows + w_cols)
+            if groups is None:
+                grad_logits.diagonal(offset=start).sub_(w_rows + w_cols)
+            else:  # the targets: 1/|P(i)| on row i's positives, in both directions
+                stop = start + ctx.block
+                positives = same_group(groups, slice(start, stop)).to(logits.dtype)
+                grad_logits.sub_((w_rows + w_cols) * positives * inverse_count[start:stop, None])
             grad_scale += (grad_logits * cosines).sum()
             grad_logits *= scale
             torch.mm(grad_logits, keys, out=grad_queries[start : start + ctx.block])
             grad_keys.addmm_(grad_logits.T, rows)
-        return grad_queries, grad_keys, grad_scale, None
+        return grad_queries, grad_keys, grad_scale, None, None
 
 
 @register_objective("weighted_contrastive")
@@ -191,9 +226,15 @@ class NTXentObjective(PairwiseObjective):
             ``logit_scale`` passed to ``forward`` is ignored.
         pair_weights, gather: see :class:`~trimodal.objectives.base.PairwiseObjective`.
 
+    With repeated texts (``text_keys``, in the pairs with text) the positives P(i) of row i
+    are the items with i's text: all of them leave the denominator and the positive term is
+    their mean, ``ℓ_i = log Σ_{k∉P(i)} exp(s_ik/τ) − (1/|P(i)|) Σ_{p∈P(i)} s_ip/τ``; with
+    every text distinct this is the paper's loss.
+
     A batch of 1 has no negatives, so the denominator would be an empty sum (log 0 = −∞):
     like the other objectives, the negative term is then 0 (reported once as a warning) and
-    each direction is ``−s_ii/τ``, which still pulls the pair together.
+    each direction is ``−s_ii/τ``, which still pulls the pair together (likewise for a row
+    whose items all share its text).
     Output components per pair: ``<x>_to_<y>``, ``<y>_to_<x>``.
     """
 
@@ -209,28 +250,32 @@ class NTXentObjective(PairwiseObjective):
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.temperature = float(temperature)
 
-    def pair_loss(self, x, y, *, names, logit_scale, features):
+    def pair_loss(self, x, y, *, names, logit_scale, features, groups):
         sim = cosine_matrix(x, y) / self.temperature  # [N, N]
         n = sim.shape[0]
-        positive = sim.diagonal()
         if n == 1:
             self.warn_once(
                 "single",
                 f"{type(self).__name__}: batch of 1 has no negatives; the negative term is 0",
             )
-            x_name, y_name = names
-            return {
-                "loss": -2.0 * positive.mean(),
-                f"{x_name}_to_{y_name}": -positive.mean(),
-                f"{y_name}_to_{x_name}": -positive.mean(),
-            }
-        # -inf on the diagonal takes the positive out of the log-sum-exp (exp(-inf) = 0, and its
-        # gradient is 0 too), which is the paper's indicator 1[k != i].
-        negatives_only = sim.masked_fill(
-            torch.eye(n, dtype=torch.bool, device=sim.device), -math.inf
-        )
-        x_to_y = torch.logsumexp(negatives_only, dim=1) - positive
-        y_to_x = torch.logsumexp(negatives_only, dim=0) - positive
+        if groups is None:
+            same = torch.eye(n, dtype=torch.bool, device=sim.device)
+            positive_rows = positive_cols = sim.diagonal()
+        else:
+            same = same_group(groups)
+            weights = same.to(sim.dtype) / same.sum(dim=1, keepdim=True)
+            positive_rows = (sim * weights).sum(dim=1)  # mean over each row's positives
+            positive_cols = (sim * weights).sum(dim=0)  # (the relation is symmetric)
+        # -inf on the positives takes them out of the log-sum-exp (exp(-inf) = 0, and its
+        # gradient is 0 too), which is the paper's indicator 1[k != i]. A row whose items are
+        # all positives (N = 1, or one repeated text) has no negatives: its negative term is
+        # 0, computed on zeros so that no -inf reaches the gradient.
+        has_negative = ~same.all(dim=1)
+        negatives_only = sim.masked_fill(same, -math.inf)
+        safe = torch.where(has_negative[:, None], negatives_only, torch.zeros_like(sim))
+        zero = sim.new_zeros(())
+        x_to_y = torch.where(has_negative, torch.logsumexp(safe, dim=1), zero) - positive_rows
+        y_to_x = torch.where(has_negative, torch.logsumexp(safe.T, dim=1), zero) - positive_cols
         x_name, y_name = names
         return {
             "loss": (x_to_y + y_to_x).mean(),

@@ -50,21 +50,26 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from trimodal.objectives.base import PairwiseObjective
+from trimodal.objectives.base import PairwiseObjective, same_group
 from trimodal.objectives.cosine import cosine_matrix
 from trimodal.objectives.registry import register_objective
 
 __all__ = ["VMNetTripletObjective", "ranking_loss", "structure_loss"]
 
 
-def ranking_loss(anchor: Tensor, other: Tensor, margin: float, top_k: int) -> Tensor:
+def ranking_loss(
+    anchor: Tensor, other: Tensor, margin: float, top_k: int, groups: Tensor | None = None
+) -> Tensor:
     """Inter-modal triplet loss with the ``top_k`` hardest negatives per anchor.
 
     Args:
         anchor: ``[N, D]``; row i's positive is ``other[i]``.
         other: ``[N, D]``; its other rows are the negatives.
+        groups: ``[N]`` text group codes (or ``None``): rows of i's group are not negatives
+            of i (repeated texts; :class:`~trimodal.objectives.base.PairwiseObjective`).
     Returns:
-        0-d mean hinge over the N·min(top_k, N−1) triplets (0 when N = 1: no negatives).
+        0-d mean hinge over the N·min(top_k, N−1) triplets, or over the triplets with a
+        negative when groups leave an anchor fewer (0 when there is none, e.g. N = 1).
     """
     n = anchor.shape[0]
     if n < 2:
@@ -72,10 +77,17 @@ def ranking_loss(anchor: Tensor, other: Tensor, margin: float, top_k: int) -> Te
     k = min(top_k, n - 1)
     dist = 1.0 - cosine_matrix(anchor, other)  # [N, N], rows: anchors
     positive = dist.diagonal()
-    # +inf on the diagonal keeps the positive out of the smallest-k search.
-    negatives = dist.masked_fill(torch.eye(n, dtype=torch.bool, device=dist.device), float("inf"))
-    hardest = torch.topk(negatives, k, dim=1, largest=False).values  # [N, k]
-    return F.relu(margin + positive[:, None] - hardest).mean()
+    # +inf on the positives keeps them out of the smallest-k search.
+    if groups is None:
+        excluded = torch.eye(n, dtype=torch.bool, device=dist.device)
+    else:
+        excluded = same_group(groups)
+    hardest = torch.topk(dist.masked_fill(excluded, float("inf")), k, dim=1, largest=False).values
+    hinge = F.relu(margin + positive[:, None] - hardest)  # [N, k]
+    if groups is None:
+        return hinge.mean()
+    valid = torch.isfinite(hardest)
+    return hinge.where(valid, 0.0).sum() / valid.sum().clamp(min=1)
 
 
 def structure_loss(features: Tensor, embeddings: Tensor, margin: float = 0.0) -> Tensor:
@@ -151,7 +163,7 @@ class VMNetTripletObjective(PairwiseObjective):
         self.lambdas = tuple(float(v) for v in lambdas)
         self.structure_margin = float(structure_margin)
 
-    def pair_loss(self, x, y, *, names, logit_scale, features):
+    def pair_loss(self, x, y, *, names, logit_scale, features, groups):
         x_name, y_name = names
         n = x.shape[0]
         if n == 1:
@@ -160,8 +172,8 @@ class VMNetTripletObjective(PairwiseObjective):
             )
         lam_y_anchor, lam_x_anchor, lam_y_struct, lam_x_struct = self.lambdas
         terms = {
-            f"rank_{y_name}_anchor": ranking_loss(y, x, self.margin, self.top_k),
-            f"rank_{x_name}_anchor": ranking_loss(x, y, self.margin, self.top_k),
+            f"rank_{y_name}_anchor": ranking_loss(y, x, self.margin, self.top_k, groups),
+            f"rank_{x_name}_anchor": ranking_loss(x, y, self.margin, self.top_k, groups),
         }
         total = lam_y_anchor * terms[f"rank_{y_name}_anchor"]
         total = total + lam_x_anchor * terms[f"rank_{x_name}_anchor"]

@@ -34,6 +34,7 @@ LOADER_ONLY = frozenset(
         "augment",
         "crop_scale",
         "eval_text",
+        "train_text",
     }
 )
 

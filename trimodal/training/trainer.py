@@ -361,16 +361,27 @@ class Trainer:
         embeddings: dict[str, torch.Tensor],
         logit_scale: torch.Tensor,
         features: dict[str, torch.Tensor] | None = None,
+        text_keys: torch.Tensor | None = None,
     ):
         """The objective on ``{modality: [B, D]}`` embeddings; ``features`` (``{modality:
         [B, F_m]}`` backbone features of the same clips) feed ``vmnet_triplet``'s structure
-        terms."""
-        return self.objective(embeddings, logit_scale=logit_scale, features=features)
+        terms; ``text_keys`` (``[B]``) mark the clips with the same text."""
+        return self.objective(
+            embeddings, logit_scale=logit_scale, features=features, text_keys=text_keys
+        )
+
+    def _text_keys(self, inputs: dict[str, Any]) -> torch.Tensor | None:
+        """``[B]`` identities of this micro-batch's texts (``train.text_positives``), on the
+        device: the objective gathers them with the embeddings, so every process knows which
+        clips of the global batch repeat a text."""
+        if not self.config.train.text_positives or inputs.get("text") is None:
+            return None
+        return self.unwrapped.text_keys(inputs["text"]).to(self.accelerator.device)
 
     @contextlib.contextmanager
     def _loss_with_features(self, inputs: dict[str, Any]) -> Iterator[Callable[..., Any]]:
         """Yields the loss function of this micro-batch: ``(embeddings, logit_scale) ->
-        terms``; for objectives that compare embedding distances with input-feature distances
+        terms`` (with the texts' identities, :meth:`_text_keys`); for objectives that compare embedding distances with input-feature distances
         (``uses_features``: ``vmnet_triplet``'s structure terms) it passes the batch's backbone
         features ``{modality: [B, F_m]}`` too.
 
@@ -381,8 +392,11 @@ class Trainer:
         concatenated; ``grad_cache_step`` calls the loss after embedding each chunk once and
         before replaying any, so at that moment the record holds the batch exactly once.
         """
+        keys = self._text_keys(inputs)
         if not getattr(self.objective, "uses_features", False):
-            yield lambda embeddings, logit_scale: self._loss(embeddings, logit_scale)
+            yield lambda embeddings, logit_scale: self._loss(
+                embeddings, logit_scale, text_keys=keys
+            )
             return
         cached = dict(inputs.get("features") or {})
         chunks: dict[str, list[torch.Tensor]] = {m: [] for m in self.unwrapped.modalities}
@@ -395,7 +409,7 @@ class Trainer:
 
         def loss(embeddings: dict[str, torch.Tensor], logit_scale: torch.Tensor) -> Any:
             features = {m: torch.cat(parts) for m, parts in chunks.items() if parts}
-            return self._loss(embeddings, logit_scale, {**features, **cached})
+            return self._loss(embeddings, logit_scale, {**features, **cached}, keys)
 
         backbones = self.unwrapped.backbones
         handles = [backbones[m].register_forward_hook(record(m)) for m in chunks]

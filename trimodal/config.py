@@ -33,46 +33,75 @@ class ConfigError(ValueError):
 # ----------------------------------------------------------------------------- sections
 
 
+def _setting(
+    default: Any = dataclasses.MISSING, help: str = "", flag: str | None = None, **kw: Any
+) -> Any:
+    """A config field with its one-line, plain-text help (and flag, when not
+    ``--field-name``): ``trimodal train --help`` (:mod:`trimodal.help`) and the evaluation
+    command line (:mod:`trimodal.evaluation.cli`) are generated from these. A callable
+    ``default`` is the field's default factory; no ``default``: the key is required."""
+    metadata = {"help": help, **({"flag": flag} if flag else {})}
+    if callable(default):
+        return dataclasses.field(default_factory=default, metadata=metadata, **kw)
+    return dataclasses.field(default=default, metadata=metadata, **kw)
+
+
 @dataclasses.dataclass
 class HeadConfig:
     """Projection head from a backbone's output to the shared space.
 
-    ``hidden_sizes=[]`` gives a single linear layer; otherwise Linear→activation→dropout per
-    hidden size, then a final Linear to ``embed_dim``. ``input_norm: batch`` standardises
-    the backbone features first (``BatchNorm1d``): features of random or frozen backbones
-    often share one dominant direction, which a plain linear head must first learn away. ``kind: identity`` has no layers: the
-    backbone's features are the embedding (the thesis's "single head" variant, where only the
-    video side has a head, mapping into the audio backbone's feature space); it needs
-    ``embed_dim`` equal to that backbone's output size.
+    Linear→activation→dropout per hidden size, then a final Linear to ``embed_dim``.
+    Features of random or frozen backbones often share one dominant direction, which a plain
+    linear head must first learn away: ``input_norm: batch`` removes it. ``kind: identity``
+    is the thesis's "single head" variant, where only the video side has a head, mapping
+    into the audio backbone's feature space.
     """
 
-    kind: Literal["mlp", "identity"] = "mlp"
-    input_norm: Literal["none", "batch"] = "none"
-    hidden_sizes: list[int] = dataclasses.field(default_factory=list)
-    activation: Literal["relu", "gelu", "tanh"] = "relu"
-    dropout: float = 0.1
+    kind: Literal["mlp", "identity"] = _setting(
+        "mlp", "mlp: linear layers; identity: no layers, the backbone's features are the "
+        "embedding (needs model.embed_dim equal to the backbone's output size)",
+    )  # fmt: skip
+    input_norm: Literal["none", "batch"] = _setting(
+        "none", "batch: standardise the backbone features first (BatchNorm1d); none: as they are"
+    )
+    hidden_sizes: list[int] = _setting(
+        list, "sizes of the hidden layers; [] gives a single linear layer"
+    )
+    activation: Literal["relu", "gelu", "tanh"] = _setting(
+        "relu", "activation after each hidden layer"
+    )
+    dropout: float = _setting(0.1, "dropout probability after each hidden layer")
     # The dual-encoder thesis ends its heads with a sigmoid before L2 normalisation.
-    output_activation: Literal["none", "sigmoid"] = "none"
+    output_activation: Literal["none", "sigmoid"] = _setting(
+        "none", "activation after the last layer, before L2 normalisation (sigmoid: the thesis)"
+    )
 
 
 @dataclasses.dataclass
 class ChannelConfig:
     """One modality's channel: backbone adapter → projection head.
 
-    ``backbone`` names an adapter in :mod:`trimodal.backbones` (``bpemb``, ``clap_htsat``,
-    ``videomae``). ``source`` is where its pretrained weights live (a directory, a checkpoint
-    file or a cache directory, as the adapter documents); ``None`` keeps random weights.
-    ``options`` are adapter-specific architecture settings (see each adapter's ``Options``).
-    ``trainable_blocks``: ``"all"`` (fully trainable), ``"none"`` (frozen) or an integer N
-    (only the last N blocks trainable).
+    The backbone's architecture settings are the adapter's (see each adapter's ``Options``
+    in :mod:`trimodal.backbones`); where its pretrained weights live is as the adapter
+    documents.
     """
 
-    backbone: str
-    source: str | None = None
-    options: dict[str, Any] = dataclasses.field(default_factory=dict)
-    trainable_blocks: Union[Literal["all", "none"], int] = "all"  # noqa: UP007
-    gradient_checkpointing: bool = False
-    head: HeadConfig = dataclasses.field(default_factory=HeadConfig)
+    backbone: str = _setting(help="the backbone adapter (bpemb, clap_htsat, videomae, ...)")
+    source: str | None = _setting(
+        None, "pretrained weights: a directory, checkpoint file or cache directory, as the "
+        "backbone documents; null keeps random weights",
+    )  # fmt: skip
+    options: dict[str, Any] = _setting(
+        dict,
+        "the backbone's architecture settings (its Options), e.g. {vocab_size: 100000, dim: 300}",
+    )
+    trainable_blocks: Union[Literal["all", "none"], int] = _setting(  # noqa: UP007
+        "all", "all: fully trainable; none: frozen; an integer N: only the last N blocks"
+    )
+    gradient_checkpointing: bool = _setting(
+        False, "recompute the backbone's activations in the backward pass (less memory)"
+    )
+    head: HeadConfig = _setting(HeadConfig, "the projection head (keys below)")
 
 
 def _default_channels() -> dict[str, ChannelConfig]:
@@ -85,22 +114,27 @@ def _default_channels() -> dict[str, ChannelConfig]:
 
 @dataclasses.dataclass
 class ModelConfig:
-    """The trimodal model: which channels exist and the shared space they project into.
+    """The trimodal model: which channels exist and the shared space they project into."""
 
-    ``modalities`` selects the channels that exist (any two or all three); ``channels`` holds
-    the settings of each. ``preset`` fills unset backbone options with a named preset
-    (``tiny``: small random backbones for tests and the demo; ``full``: the published
-    architectures).
-    """
-
-    preset: Literal["tiny", "full"] = "full"
-    modalities: list[Modality] = dataclasses.field(default_factory=lambda: list(MODALITIES))
-    embed_dim: int = 300
-    channels: dict[str, ChannelConfig] = dataclasses.field(default_factory=_default_channels)
-    logit_scale_init: float = math.log(1 / 0.07)
-    learnable_logit_scale: bool = True
+    preset: Literal["tiny", "full"] = _setting(
+        "full", "fills unset backbone options: tiny (small random backbones for tests and "
+        "the demo) or full (the published architectures)",
+    )  # fmt: skip
+    modalities: list[Modality] = _setting(
+        lambda: list(MODALITIES), "the channels that exist: any two of text, audio, video, or all"
+    )
+    embed_dim: int = _setting(300, "size of the shared embedding space")
+    channels: dict[str, ChannelConfig] = _setting(
+        _default_channels, "each modality's channel settings (keys below)"
+    )
+    logit_scale_init: float = _setting(
+        math.log(1 / 0.07), "initial logit scale (natural log of the inverse temperature)"
+    )
+    learnable_logit_scale: bool = _setting(True, "train the logit scale")
     # open_clip clamps the logit scale at ln(100) so the softmax cannot saturate.
-    logit_scale_max: float = math.log(100.0)
+    logit_scale_max: float = _setting(
+        math.log(100.0), "upper bound of the logit scale (natural log)"
+    )
 
 
 def _default_sparse_fractions() -> list[list[float]]:
@@ -113,154 +147,176 @@ def _default_sparse_fractions() -> list[list[float]]:
 class DataConfig:
     """Where the prepared dataset lives, how ``prepare`` builds it and how clips are read.
 
-    Preparation (``python -m data_prep prepare``; a YAML's ``data:`` section feeds it):
+    Preparation (``python -m data_prep prepare``; a YAML's ``data:`` section feeds it) cuts
+    each video into clips (the trimodal study) or segments (the dual-encoder study: six 5-s
+    segments) and assigns each video without a ``split`` in its record to train, dev or
+    test: by hash or by age (:func:`trimodal.prepare.splits.age_split`), in calendar months
+    from ``reference_date``; undated videos fall back to the hash. Frames are stored per size
+    as ``frames_<size>`` arrays ``[num_frames, 3, S, S]`` with ``S = round(size *
+    frame_margin)`` (short side resized to S, centre-cropped square): the margin leaves room
+    for training-time crops. Frames are read by :mod:`trimodal.media`; audio always by PyAV.
 
-    - ``scheme``: ``"clips"`` cuts each video into consecutive ``clip_seconds`` clips (the
-      trimodal study); ``"segments"`` takes ``num_segments`` non-overlapping
-      ``segment_seconds`` segments, one at a random start inside each equal part of the video
-      (the dual-encoder study: six 5-s segments).
-    - ``sparse_train``: with ``"clips"``, train videos keep a sampled share of their clips
-      as listed in ``sparse_fractions`` (``[share of videos, share of clips kept]`` pairs);
-      dev/test keep every clip.
-    - ``split_by``: videos whose record has no ``split`` are assigned by ``"hash"`` (a hash
-      of the video id against ``split_ratios`` train/dev/test) or by ``"age"`` on
-      ``reference_date``, in calendar months (:func:`trimodal.prepare.splits.age_split`):
-      ages in ``[test_min_age_years, test_max_age_years)``: test; ``[test_max_age_years,
-      dev_max_age_years)``: dev; older: train; younger than ``test_min_age_years``: skipped
-      as ``too_recent`` (``0`` keeps every young video in test); undated videos fall back
-      to the hash.
-    - ``num_frames`` frames per clip, uniformly spaced, stored per size in ``frame_sizes`` as
-      ``frames_<size>`` arrays ``[num_frames, 3, S, S]`` where ``S = round(size *
-      frame_margin)`` (short side resized to S, centre-cropped square): the margin leaves
-      room for training-time crops. ``frame_dtype`` ``uint8`` (exact: decoded video is 8-bit)
-      or ``float16`` in [0, 1].
-    - ``audio_rates``: mono float32 waveforms stored as ``audio_48k``/``audio_16k`` columns.
-    - ``label_vocabulary``: label names (``label_ids`` index into it); ``None``: the 45
-      YouTube-8M music labels. A record with a name outside it is skipped.
-    - ``prepare_workers``: decoding processes.
-    - ``decoder``: the backend that reads the frames (:mod:`trimodal.media`): ``"auto"``
-      (decord where it is installed, PyAV for each file decord cannot read), ``"pyav"``
-      or ``"decord"``. Audio is always read by PyAV.
-
-    Loading (:class:`trimodal.data.PreparedClips`):
-
-    - ``audio_rate`` (48000 for CLAP, 16000 for musicnn), ``video_size`` (224 for VideoMAE,
-      112 for R(2+1)D), ``crop_seconds``: a synchronous audio+video window inside the clip
-      (``None``: the whole clip), random in training, centred in evaluation.
-    - ``augment``: random temporal crop, random resized crop (area share in ``crop_scale``)
-      and a random text among the video's labels and tags (``train_text: labels``: among its
-      label names only, the texts of label queries and zero-shot tagging); evaluation is
-      deterministic
-      (centre crops, a text chosen per clip by a stable hash, or the first label with
-      ``eval_text: first``).
+    Loading (:class:`trimodal.data.PreparedClips`) takes a synchronous audio+video window
+    inside the clip, random in training, centred in evaluation. Evaluation is deterministic
+    (centre crops, a text chosen per clip by a stable hash, or the first label).
     """
 
-    prepared_dir: str | None = None
-    clip_seconds: float = 8.0
-    num_workers: int = 0
-    seed: int = 0
+    prepared_dir: str | None = _setting(None, "directory of the prepared dataset")
+    clip_seconds: float = _setting(8.0, "clip length in seconds (scheme clips)")
+    num_workers: int = _setting(0, "DataLoader worker processes")
+    seed: int = _setting(0, "seed of the data sampling and augmentation")
     # -- prepare
-    scheme: Literal["clips", "segments"] = "clips"
-    segment_seconds: float = 5.0
-    num_segments: int = 6
-    sparse_train: bool = True
-    sparse_fractions: list[list[float]] = dataclasses.field(
-        default_factory=_default_sparse_fractions
+    scheme: Literal["clips", "segments"] = _setting(
+        "clips", "clips: consecutive clip_seconds clips; segments: num_segments "
+        "non-overlapping segment_seconds segments, one at a random start inside each equal "
+        "part of the video",
+    )  # fmt: skip
+    segment_seconds: float = _setting(5.0, "segment length in seconds (scheme segments)")
+    num_segments: int = _setting(6, "segments per video (scheme segments)")
+    sparse_train: bool = _setting(
+        True, "with scheme clips, train videos keep a sampled share of their clips as in "
+        "sparse_fractions; dev and test keep every clip",
+    )  # fmt: skip
+    sparse_fractions: list[list[float]] = _setting(
+        _default_sparse_fractions, "[share of videos, share of clips kept] pairs of sparse_train"
     )
-    split_by: Literal["hash", "age"] = "hash"
-    split_ratios: list[float] = dataclasses.field(default_factory=lambda: [0.8, 0.1, 0.1])
-    reference_date: str = "2023-01-01"
-    test_min_age_years: float = 7.0
-    test_max_age_years: float = 8.0
-    dev_max_age_years: float = 8.5
-    num_frames: int = 16
-    frame_sizes: list[int] = dataclasses.field(default_factory=lambda: [224, 112])
-    frame_margin: float = 8 / 7
-    frame_dtype: Literal["uint8", "float16"] = "uint8"
-    audio_rates: list[int] = dataclasses.field(default_factory=lambda: [48000, 16000])
-    label_vocabulary: list[str] | None = None
-    prepare_workers: int = 2
-    decoder: Literal["auto", "pyav", "decord"] = "auto"
+    split_by: Literal["hash", "age"] = _setting(
+        "hash", "how videos without a split are assigned: hash (of the video id, against "
+        "split_ratios) or age (on reference_date)",
+    )  # fmt: skip
+    split_ratios: list[float] = _setting(
+        lambda: [0.8, 0.1, 0.1], "train, dev, test shares of split_by hash"
+    )
+    reference_date: str = _setting("2023-01-01", "date the ages of split_by age count from")
+    test_min_age_years: float = _setting(
+        7.0, "split_by age: videos at least this old (years) and younger than "
+        "test_max_age_years go to test; younger ones are skipped as too_recent (0 keeps "
+        "every young video in test)",
+    )  # fmt: skip
+    test_max_age_years: float = _setting(
+        8.0, "split_by age: from this age (years) to dev_max_age_years, dev"
+    )
+    dev_max_age_years: float = _setting(8.5, "split_by age: videos this old (years) or older go to train")  # fmt: skip
+    num_frames: int = _setting(16, "frames per clip, uniformly spaced")
+    frame_sizes: list[int] = _setting(
+        lambda: [224, 112], "frame sizes stored, each as a frames_<size> column"
+    )
+    frame_margin: float = _setting(
+        8 / 7, "stored frame side over frame size: room for training-time crops"
+    )
+    frame_dtype: Literal["uint8", "float16"] = _setting(
+        "uint8", "uint8 (exact: decoded video is 8-bit) or float16 in [0, 1]"
+    )
+    audio_rates: list[int] = _setting(
+        lambda: [48000, 16000], "sample rates (Hz) of the mono float32 waveforms stored"
+    )
+    label_vocabulary: list[str] | None = _setting(
+        None, "label names (label ids index into it); null: the 45 YouTube-8M music labels; "
+        "a record with a name outside it is skipped",
+    )  # fmt: skip
+    prepare_workers: int = _setting(2, "decoding processes of prepare")
+    decoder: Literal["auto", "pyav", "decord"] = _setting(
+        "auto", "frame decoder: auto (decord where installed, PyAV for each file decord "
+        "cannot read), pyav or decord",
+    )  # fmt: skip
     # -- loading
-    audio_rate: int = 48000
-    video_size: int = 224
-    crop_seconds: float | None = None
-    augment: bool = True
-    crop_scale: list[float] = dataclasses.field(default_factory=lambda: [0.5, 1.0])
-    eval_text: Literal["hashed", "first"] = "hashed"
-    train_text: Literal["texts", "labels"] = "texts"
+    audio_rate: int = _setting(48000, "sample rate read (Hz): 48000 for CLAP, 16000 for musicnn")
+    video_size: int = _setting(224, "frame size read: 224 for VideoMAE, 112 for R(2+1)D")
+    crop_seconds: float | None = _setting(
+        None, "length (s) of the audio+video window read from each clip; null: the whole clip"
+    )
+    augment: bool = _setting(
+        True, "in training: random temporal crop, random resized crop and a random text"
+    )
+    crop_scale: list[float] = _setting(
+        lambda: [0.5, 1.0], "range of the area share of the random resized crop"
+    )
+    eval_text: Literal["hashed", "first"] = _setting(
+        "hashed", "evaluation text per clip: hashed (chosen by a stable hash) or first (the "
+        "first label)",
+    )  # fmt: skip
+    train_text: Literal["texts", "labels"] = _setting(
+        "texts", "training texts drawn from: texts (the video's labels and tags) or labels "
+        "(its label names only, the texts of label queries and zero-shot tagging)",
+    )  # fmt: skip
 
 
 @dataclasses.dataclass
 class TrainConfig:
     """Optimisation settings (defaults: the trimodal study's hyper-parameters).
 
-    ``batch_size`` is per process; the effective batch is ``batch_size × processes ×
-    gradient_accumulation_steps``, but contrastive negatives come from ``batch_size ×
-    processes`` only (accumulation does not add negatives; gradient caching does, see
-    ``grad_cache_chunk``). The loader draws global batches of ``batch_size × processes``
-    and splits them, so P processes take the optimiser steps, at the same learning rates, of
-    one process with batch ``batch_size × P``. ``mixed_precision`` unset (``None``) is the
-    launcher's (``accelerate launch --mixed_precision``, ``accelerate config``); a value here
-    overrides it, with a warning. ``checkpoint_every`` counts optimiser steps; ``resume`` is
-    ``"latest"`` or a checkpoint directory. ``select_metric`` picks the best checkpoint among
-    the validation metrics (``video/mean_R@10``: mean R@10 over all retrieval directions at
-    video level; ``mean_positive_distance`` with ``select_mode: min`` is the study's rule).
-    ``feature_cache`` stores the backbone outputs of frozen channels after their first
-    ``feature_cache_views`` epochs. ``max_steps`` stops early (tests, smoke runs).
-
-    ``lr_schedule``: ``linear`` (warm-up over ``warmup_ratio`` of the steps, then linear
-    decay: the study), ``exponential`` (warm-up, then ×``lr_gamma`` per epoch: the
-    dual-encoder thesis, γ = .95) or ``constant``. ``early_stopping_patience``: stop after
-    this many validations without improvement of ``select_metric``.
-    ``head_autoencoder_epochs``: before training, fit each trainable head as the encoder of
-    an autoencoder of its backbone's features (the thesis's autoencoder initialisation).
-    ``text_positives``: in the pairs with text, clips whose texts are the same (after the text
-    channel's normalisation) are positives of each other, not negatives — multi-positive
-    targets (docs/evaluation.md#repeated-texts); ``false`` trains every clip against every
-    other, as the plain objectives do.
+    The effective batch is ``batch_size × processes × gradient_accumulation_steps``, but
+    contrastive negatives come from ``batch_size × processes`` only (accumulation does not
+    add negatives; gradient caching does). The loader draws global batches of ``batch_size ×
+    processes`` and splits them, so P processes take the optimiser steps, at the same
+    learning rates, of one process with batch ``batch_size × P``.
     """
 
-    output_dir: str = "runs/trimodal"
-    epochs: int = 5
-    batch_size: int = 2
-    gradient_accumulation_steps: int = 4
-    lr: float = 6e-5
-    weight_decay: float = 1e-2
-    adam_betas: list[float] = dataclasses.field(default_factory=lambda: [0.9, 0.98])
-    adam_eps: float = 1e-9
-    warmup_ratio: float = 0.1
-    lr_schedule: Literal["linear", "exponential", "constant"] = "linear"
-    lr_gamma: float = 0.95
-    max_grad_norm: float = 2.0
-    mixed_precision: Literal["no", "fp16", "bf16"] | None = None
-    seed: int = 0
-    max_steps: int | None = None
-    grad_cache_chunk: int | None = None
-    feature_cache: bool = True
-    feature_cache_views: int = 1
-    validations_per_epoch: int = 2
-    select_metric: str = "video/mean_R@10"
-    select_mode: Literal["max", "min"] = "max"
-    early_stopping_patience: int | None = None
-    head_autoencoder_epochs: int = 0
-    head_autoencoder_lr: float = 1e-3
-    text_positives: bool = True
-    checkpoint_every: int = 500
-    checkpoint_total_limit: int = 3
-    resume: str | None = None
-    max_nonfinite_steps: int = 10
-    log_with: list[str] = dataclasses.field(default_factory=lambda: ["tensorboard", "jsonl"])
-    log_every: int = 10
-
-
-def _setting(default: Any = None, help: str = "", flag: str | None = None, **kw: Any) -> Any:
-    """A config field with its command-line help (and flag, when not ``--field-name``): the
-    evaluation command line is generated from these (:mod:`trimodal.evaluation.cli`)."""
-    metadata = {"help": help, **({"flag": flag} if flag else {})}
-    if callable(default):
-        return dataclasses.field(default_factory=default, metadata=metadata, **kw)
-    return dataclasses.field(default=default, metadata=metadata, **kw)
+    output_dir: str = _setting("runs/trimodal", "directory of the run's outputs")
+    epochs: int = _setting(5, "training epochs")
+    batch_size: int = _setting(2, "clips per batch, per process")
+    gradient_accumulation_steps: int = _setting(4, "batches per optimiser step")
+    lr: float = _setting(6e-5, "peak learning rate")
+    weight_decay: float = _setting(1e-2, "AdamW weight decay")
+    adam_betas: list[float] = _setting(lambda: [0.9, 0.98], "AdamW betas")
+    adam_eps: float = _setting(1e-9, "AdamW epsilon")
+    warmup_ratio: float = _setting(0.1, "share of the steps of linear learning-rate warm-up")
+    lr_schedule: Literal["linear", "exponential", "constant"] = _setting(
+        "linear", "linear (warm-up, then linear decay: the study), exponential (warm-up, then "
+        "times lr_gamma per epoch: the dual-encoder thesis) or constant",
+    )  # fmt: skip
+    lr_gamma: float = _setting(0.95, "per-epoch factor of lr_schedule exponential")
+    max_grad_norm: float = _setting(2.0, "gradient norm clipping threshold")
+    mixed_precision: Literal["no", "fp16", "bf16"] | None = _setting(
+        None, "null: the launcher's (accelerate launch --mixed_precision, accelerate config); "
+        "a value overrides it, with a warning",
+    )  # fmt: skip
+    seed: int = _setting(0, "seed of the model initialisation and training")
+    max_steps: int | None = _setting(None, "stop after this many optimiser steps (tests, smoke runs)")  # fmt: skip
+    grad_cache_chunk: int | None = _setting(
+        None, "gradient caching: encode the batch in chunks of this many clips, so a larger "
+        "batch (more negatives) fits in memory; null: off",
+    )  # fmt: skip
+    feature_cache: bool = _setting(
+        True, "cache the backbone outputs of frozen channels: computed in the first "
+        "feature_cache_views epochs, then reused",
+    )  # fmt: skip
+    feature_cache_views: int = _setting(
+        1, "augmentation views cached per clip: epoch e uses view e mod feature_cache_views"
+    )
+    validations_per_epoch: int = _setting(2, "validations on dev per epoch")
+    select_metric: str = _setting(
+        "video/mean_R@10", "validation metric that picks the best checkpoint "
+        "(video/mean_R@10: mean R@10 over all retrieval directions at video level)",
+    )  # fmt: skip
+    select_mode: Literal["max", "min"] = _setting(
+        "max", "whether the best select_metric is the largest or smallest (min with "
+        "mean_positive_distance is the study's rule)",
+    )  # fmt: skip
+    early_stopping_patience: int | None = _setting(
+        None, "stop after this many validations without improvement of select_metric; null: never"
+    )
+    head_autoencoder_epochs: int = _setting(
+        0, "before training, fit each trainable head as the encoder of an autoencoder of its "
+        "backbone's features for this many epochs (the thesis's initialisation)",
+    )  # fmt: skip
+    head_autoencoder_lr: float = _setting(1e-3, "learning rate of the head autoencoder")
+    text_positives: bool = _setting(
+        True, "in the pairs with text, clips whose normalised texts are the same are "
+        "positives of each other, not negatives; false: every clip against every other",
+    )  # fmt: skip
+    checkpoint_every: int = _setting(500, "save a checkpoint every this many optimiser steps")
+    checkpoint_total_limit: int = _setting(3, "checkpoints kept")
+    resume: str | None = _setting(None, "latest or a checkpoint directory to resume from")
+    max_nonfinite_steps: int = _setting(
+        10, "stop, saving the last good state, after this many optimiser steps in a row with "
+        "a non-finite loss or gradient",
+    )  # fmt: skip
+    log_with: list[str] = _setting(
+        lambda: ["tensorboard", "jsonl"], "metric loggers: jsonl and the trackers accelerate "
+        "knows (tensorboard, wandb, ...)",
+    )  # fmt: skip
+    log_every: int = _setting(10, "log the training metrics every this many optimiser steps")
 
 
 @dataclasses.dataclass
@@ -336,12 +392,14 @@ class EvalConfig(ThesisProbesOptions, NeighboursOptions, ProbeOptions):
 class ExperimentConfig:
     """A whole experiment: model, data, training, evaluation and the objective."""
 
-    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
-    data: DataConfig = dataclasses.field(default_factory=DataConfig)
-    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
-    eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
-    objective: str = "weighted_contrastive"
-    objective_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    model: ModelConfig = _setting(ModelConfig, "the model (keys below)")
+    data: DataConfig = _setting(DataConfig, "the dataset (keys below)")
+    train: TrainConfig = _setting(TrainConfig, "the training (keys below)")
+    eval: EvalConfig = _setting(EvalConfig, "the evaluation (keys below)")
+    objective: str = _setting("weighted_contrastive", "the training objective (listed below)")
+    objective_options: dict[str, Any] = _setting(
+        dict, "the objective's settings, e.g. {temperature: 0.3}"
+    )
 
 
 # ----------------------------------------------------------------------------- typed loading

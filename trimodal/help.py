@@ -1,5 +1,5 @@
 """Command-line help generated from the code, so that it cannot drift: the config sections
-and keys with their types and defaults (from the dataclasses of :mod:`trimodal.config`), the
+and keys with their types, defaults and help (from the dataclasses of :mod:`trimodal.config`), the
 objectives and backbones (from their registries' source), and the shipped configs.
 
 Nothing here imports torch, so ``trimodal train --help`` answers in well under a second.
@@ -94,8 +94,7 @@ def _field_lines(cls: type, prefix: str, skip: tuple[str, ...] = ()) -> list[str
         line = f"  --{prefix}{field.name} {_type_name(hints[field.name])}"
         line += f" (default: {_value(default)})" if field.default is not dataclasses.MISSING or field.default_factory is not dataclasses.MISSING else " (required)"  # fmt: skip
         lines.append(line)
-        if field.metadata.get("help"):
-            lines.append(f"      {field.metadata['help']}")
+        lines += _wrapped(field.metadata.get("help", ""), indent="      ")
     return lines
 
 

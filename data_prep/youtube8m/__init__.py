@@ -280,16 +280,16 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--work-dir",
         default=DEFAULT_WORK_DIR,
-        help=f"directory for this source's intermediate files (default {DEFAULT_WORK_DIR})",
+        help=f"directory for this source's intermediate files (default: {DEFAULT_WORK_DIR})",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _network(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds per request (30)")
-    p.add_argument("--retries", type=int, default=5, help="retries on 5xx/timeouts (5)")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default: 30)")
+    p.add_argument("--retries", type=int, default=5, help="retries on 5xx/timeouts (default: 5)")
     p.add_argument(
-        "--backoff", type=float, default=1.0, help="first retry delay in s, doubling (1.0)"
+        "--backoff", type=float, default=1.0, help="first retry delay in s, doubling (default: 1)"
     )
 
 
@@ -307,7 +307,8 @@ def _add_labels(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--vocabulary", required=True, help="YouTube-8M vocabulary.csv")
     p.add_argument(
         "--labels-file",
-        help="labels to keep: one name / index / KG id per line, or a CSV with a Name column",
+        help="labels to keep: one name / index / KG id per line, or a CSV with a Name column "
+        "(default: the study's 45 music labels)",
     )
     p.add_argument(
         "--label", action="append", help="a label to keep (name, index or KG id); repeatable"
@@ -323,7 +324,9 @@ def _add_records(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--input", nargs="+", required=True, help="TFRecord files, directories or glob patterns"
     )
-    p.add_argument("--labels", help="labels.json (default WORK_DIR/labels.json)")
+    p.add_argument(
+        "--labels", help="labels.json written by yt8m-labels (default: WORK_DIR/labels.json)"
+    )
     p.add_argument("--no-verify-crc", action="store_true", help="skip CRC checks (salvaging only)")
     p.set_defaults(func=_guard(cmd_records))
 
@@ -335,9 +338,11 @@ def _add_ids(subparsers: argparse._SubParsersAction) -> None:
     _common(p)
     _network(p)
     p.add_argument(
-        "--base-url", default=DEFAULT_ID_MAP_URL, help=f"id-mapping site ({DEFAULT_ID_MAP_URL})"
+        "--base-url",
+        default=DEFAULT_ID_MAP_URL,
+        help=f"id-mapping site (default: {DEFAULT_ID_MAP_URL})",
     )
-    p.add_argument("--workers", type=int, default=4, help="parallel requests (4)")
+    p.add_argument("--workers", type=int, default=4, help="parallel requests (default: 4)")
     p.set_defaults(func=_guard(cmd_ids))
 
 
@@ -349,14 +354,18 @@ def _add_metadata(subparsers: argparse._SubParsersAction) -> None:
     )
     _common(p)
     _network(p)
-    p.add_argument("--api-url", default=DEFAULT_API_URL, help=f"API base ({DEFAULT_API_URL})")
+    p.add_argument(
+        "--api-url", default=DEFAULT_API_URL, help=f"API base (default: {DEFAULT_API_URL})"
+    )
     p.add_argument(
         "--api-key-env",
         default=DEFAULT_API_KEY_ENV,
-        help=f"environment variable holding the API key ({DEFAULT_API_KEY_ENV})",
+        help=f"environment variable holding the API key (default: {DEFAULT_API_KEY_ENV})",
     )
     p.add_argument(
-        "--max-requests", type=int, help="stop cleanly after this many requests (quota budget)"
+        "--max-requests",
+        type=int,
+        help="stop cleanly after this many requests, a quota budget (default: no limit)",
     )
     p.add_argument(
         "--key-in-query",
@@ -369,23 +378,23 @@ def _add_metadata(subparsers: argparse._SubParsersAction) -> None:
 def _add_filter(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("yt8m-filter", help="YouTube-8M: quality filters and age splits")
     _common(p)
-    p.add_argument("--min-duration", type=float, default=100, help="seconds (100; -1: off)")
-    p.add_argument("--max-duration", type=float, default=512, help="seconds (512; -1: off)")
-    p.add_argument("--min-views", type=int, default=10_000, help="(10000; -1: off)")
-    p.add_argument("--min-likes", type=int, default=100, help="(100; -1: off)")
-    p.add_argument("--min-comments", type=int, default=5, help="(5; -1: off)")
+    p.add_argument("--min-duration", type=float, default=100, help="exclude videos shorter than this many seconds; -1: off (default: 100)")  # fmt: skip
+    p.add_argument("--max-duration", type=float, default=512, help="exclude videos longer than this many seconds; -1: off (default: 512)")  # fmt: skip
+    p.add_argument("--min-views", type=int, default=10_000, help="exclude videos with fewer views; -1: off (default: 10000)")  # fmt: skip
+    p.add_argument("--min-likes", type=int, default=100, help="exclude videos with fewer likes; -1: off (default: 100)")  # fmt: skip
+    p.add_argument("--min-comments", type=int, default=5, help="exclude videos with fewer comments; -1: off (default: 5)")  # fmt: skip
     p.add_argument(
         "--reference-date",
         type=_dt.date.fromisoformat,
         default=_dt.date(2023, 1, 1),
-        help="date ages are measured at (2023-01-01)",
+        help="date ages are measured at (default: 2023-01-01)",
     )
     p.add_argument(
         "--split",
         action="append",
         type=_parse_split,
         help="NAME:MIN_YEARS:MAX_YEARS, age range [min, max); repeatable "
-        "(default test:7:8 dev:8:8.5 train:8.5:inf)",
+        "(default: test:7:8 dev:8:8.5 train:8.5:inf)",
     )
     p.set_defaults(func=_guard(cmd_filter))
 

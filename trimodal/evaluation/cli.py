@@ -106,7 +106,12 @@ def _merge_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("results", nargs="+", help="results.json files")
     parser.add_argument("--output", required=True, help="comparison markdown file")
-    parser.add_argument("--level", choices=["video", "clip"], default="video")
+    parser.add_argument(
+        "--level",
+        choices=["video", "clip"],
+        default="video",
+        help="compare whole-video or clip retrieval (default: video)",
+    )
     return parser
 
 

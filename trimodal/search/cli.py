@@ -79,7 +79,12 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=16, help="clips per forward pass")
     parser.add_argument("--workers", type=int, default=2, help="decoding processes")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps")
-    parser.add_argument("--precision", default="fp32", choices=sorted(PRECISIONS))
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        choices=sorted(PRECISIONS),
+        help="floating-point precision of the model",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -168,12 +173,17 @@ def build_index_parser() -> argparse.ArgumentParser:
     parser.add_argument("embeddings", nargs="+", help="embed output directories")
     parser.add_argument("--out", required=True, help="index directory")
     parser.add_argument("--add", action="store_true", help="add to the index at --out")
-    parser.add_argument("--kind", default="auto", choices=["auto", "exact", "ivf"])
+    parser.add_argument(
+        "--kind",
+        default="auto",
+        choices=["auto", "exact", "ivf"],
+        help="exact search, an IVF (approximate) index, or auto: IVF above --approximate-above items",
+    )
     parser.add_argument(
         "--approximate-above", type=int, default=APPROXIMATE_ABOVE,
         help="with --kind auto: an IVF index above this many items, exact below",
     )  # fmt: skip
-    parser.add_argument("--nlist", type=int, default=None, help="IVF lists (default 4*sqrt(N))")
+    parser.add_argument("--nlist", type=int, default=None, help="IVF lists (default: 4*sqrt(N))")
     parser.add_argument("--nprobe", type=int, default=DEFAULT_NPROBE, help="IVF lists per query")
     return parser
 

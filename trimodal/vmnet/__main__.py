@@ -54,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
         "--preset",
         default="full",
         choices=("full", "tiny"),
-        help="architecture of backbones run without weights (--random-weights)",
+        help="architecture of backbones run without weights, with --random-weights (default: full)",
     )
     f.add_argument("--random-weights", action="store_true", help="smoke tests: no weights needed")
     f.add_argument("--batch-size", type=int, default=8, help="clips per batch (default: 8)")
@@ -69,14 +69,16 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--dev", required=True, help="dev feature file (checkpoint selection)")
     t.add_argument("--output", required=True, help="output directory")
     t.add_argument("--test", default=None, help="test feature file, evaluated with the best model")
-    t.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    t.add_argument(
+        "--device", default=None, help="torch device (default: cuda if available, else cpu)"
+    )
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     e = sub.add_parser("evaluate", help="whole-set retrieval of a trained VM-NET")
     e.add_argument("--model", required=True, help="directory written by train")
     e.add_argument("--test", required=True, help="feature file")
     e.add_argument("--output", required=True, help="where results.json and results.md go")
-    e.add_argument("--name", default="test", help="split name for the report")
+    e.add_argument("--name", default="test", help="split name for the report (default: test)")
     e.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     e.add_argument("--batch-size", type=int, default=4096, help="embedding batch size (default: 4096)")  # fmt: skip
     return p

@@ -33,7 +33,6 @@ from trimodal.backbones import Backbone, get_backbone_class
 from trimodal.backbones.base import default_cache_dir, parameter_dtype
 from trimodal.config import HeadConfig, ModelConfig, from_dict
 from trimodal.configuration import TrimodalConfig
-from trimodal.data.schema import stable_int
 from trimodal.modalities import MODALITIES
 from trimodal.model_card import read_training_record, write_model_card
 
@@ -187,6 +186,10 @@ class TrimodalModel(PreTrainedModel):
         (:class:`trimodal.objectives.PairwiseObjective`)."""
         if "text" not in self.backbones:
             raise ValueError(f"this model has no text channel (it has {self.modalities})")
+        # Imported here: the schema module imports pyarrow, which the model itself never needs
+        # (the laion-clap parity environment, for one, cannot import it).
+        from trimodal.data.schema import stable_int
+
         normalize = self.backbones["text"].normalize_text
         mask = (1 << 63) - 1  # int64 holds 63 bits and a sign
         return torch.tensor(

@@ -18,7 +18,7 @@ k-means, a query scans the ``nprobe`` nearest lists, 192 by default): the raw ve
 an 8-byte id each, so the index is about the raw vectors' size, and adding items assigns
 them to the trained lists without a rebuild. ``codec="SQ8"`` stores 8-bit codes instead (a
 quarter of the memory) and re-scores its ``rescore·k`` best candidates exactly from the
-``.npy`` vectors kept beside the index (the same recall as Flat, exact scores, but 4× the
+``.npy`` vectors kept beside the index (the same recall as Flat, exact scores, but 3× the
 CPU time per scanned vector at 300-d: docs/search.md). Loading memory-maps the FAISS
 files (``IO_FLAG_MMAP``) and the ``.npy`` files, so a catalogue larger than RAM is paged
 in as it is read.
@@ -53,7 +53,7 @@ APPROXIMATE_ABOVE = 50_000
 # Measured at 1M clustered 300-d vectors (BENCHMARKS.md): recall@10 0.955 at 192 of 4000
 # lists (0.892 at 32).
 DEFAULT_NPROBE = 192
-# float32 vectors in the lists: FAISS's 8-bit codes took 4x the CPU time per scanned vector
+# float32 vectors in the lists: FAISS's 8-bit codes took 3x the CPU time per scanned vector
 # at 300-d (its SIMD path needs a dimension divisible by 8), for a quarter of the memory.
 DEFAULT_CODEC = "Flat"
 # SQ8's candidates re-scored exactly from the stored vectors: rescore·k of them (5·k gave

@@ -181,8 +181,16 @@ def write_media(directory: Path, spec: Spec) -> tuple[str, str | None]:
             _encode_audio(container, audio, spec)
     if not spec.audio_file:
         return media, None
+    return media, write_audio(directory, spec)
+
+
+def write_audio(directory: Path, spec: Spec) -> str:
+    """Write ``spec``'s sound alone (no video stream) as ``<name><audio_file>``; return the
+    name. Its length is ``audio_s`` (else ``video_s``)."""
+    import av
+
     audio_name = f"{spec.name}{spec.audio_file}"
     fmt = {".opus": "ogg"}.get(spec.audio_file)
     with av.open(str(directory / audio_name), "w", format=fmt) as container:
         _encode_audio(container, _add_audio(container, spec), spec)
-    return media, audio_name
+    return audio_name

@@ -219,6 +219,11 @@ class DataConfig:
         "auto", "frame decoder: auto (decord where installed, PyAV for each file decord "
         "cannot read), pyav or decord",
     )  # fmt: skip
+    audio_only: Literal["skip", "blank"] = _setting(
+        "skip", "a file with sound and no video stream: skip (reason no_video_stream) or "
+        "blank (prepared with black frames; embed uses this and leaves out its video "
+        "embedding)",
+    )  # fmt: skip
     # -- loading
     audio_rate: int = _setting(48000, "sample rate read (Hz): 48000 for CLAP, 16000 for musicnn")
     video_size: int = _setting(224, "frame size read: 224 for VideoMAE, 112 for R(2+1)D")

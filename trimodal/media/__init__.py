@@ -10,6 +10,7 @@ The interface (stable: ``prepare`` and every other command that reads media use 
                                           # (float [T], seconds), upright, short side ``side``
         media.audio_at(16000, start, n)   # float32 [n]: mono samples start .. start + n
         media.decoder                     # the backend reading the frames: "pyav" | "decord"
+                                          # | "none" (blank_video, below)
         media.fallback                    # why decord is not used for this file, or None
 
 ``audio_path`` is often ``video_path``. Times count from the first frame; audio sample 0 is
@@ -18,6 +19,11 @@ starts at or before the time: right for variable frame rates), the display matri
 applied (a portrait phone video comes out portrait), and the audio is decoded once,
 forward, and resampled per decoded frame, so that memory holds a clip's samples, not a
 track's: read clips in increasing time and the rates in step.
+
+``open_media(..., blank_video=True)`` also opens a file with sound and no video stream (a
+``.wav``, ``.mp3``, ``.flac``, ``.opus``): its ``info`` spans the audio (``width`` and
+``height`` 0), ``frames_at`` returns black frames and ``decoder`` is ``"none"``; ``embed``
+prepares audio-only files so and leaves their video embedding out (docs/search.md).
 
 Backends (``decoder``):
 
@@ -54,7 +60,14 @@ from trimodal.media.base import (
     resolve_decoder,
 )
 from trimodal.media.frames import scale_short_side, scaled_size, upright
-from trimodal.media.pyav_backend import AudioTrack, PyAVFrames, probe
+from trimodal.media.pyav_backend import (
+    AudioTrack,
+    BlankFrames,
+    PyAVFrames,
+    has_video_stream,
+    probe,
+    probe_audio,
+)
 
 __all__ = [
     "DECODERS",
@@ -63,8 +76,10 @@ __all__ = [
     "MediaError",
     "MediaInfo",
     "decord_available",
+    "has_video_stream",
     "open_media",
     "probe",
+    "probe_audio",
     "resolve_decoder",
     "scale_short_side",
     "scaled_size",
@@ -76,13 +91,24 @@ class Media:
     """One opened video and its audio (see the module docstring); close it (or use ``with``)."""
 
     def __init__(
-        self, video_path: str, audio_path: str, rates: Sequence[int], decoder: str
+        self,
+        video_path: str,
+        audio_path: str,
+        rates: Sequence[int],
+        decoder: str,
+        blank_video: bool = False,
     ) -> None:
         backend = resolve_decoder(decoder)
-        self.info = probe(video_path, audio_path)
         self._path, self._strict = video_path, decoder == "decord"
         self.fallback: str | None = None
         self._frames: Any = None
+        try:
+            self.info = probe(video_path, audio_path)
+        except MediaError as err:
+            if not (blank_video and err.reason == "no_video_stream"):
+                raise
+            self.info, backend = probe_audio(audio_path), "none"
+            self._frames, self.decoder = BlankFrames(), "none"
         if backend == "decord":
             from trimodal.media.decord_backend import DecordFrames
 
@@ -133,8 +159,10 @@ def open_media(
     audio_path: str | None = None,
     rates: Sequence[int] = (),
     decoder: str = "auto",
+    blank_video: bool = False,
 ) -> Media:
     """Open ``video_path`` (frames) and ``audio_path`` (sound; default: the same file) for
-    the audio ``rates`` with ``decoder`` (``auto``/``pyav``/``decord``). Raises
+    the audio ``rates`` with ``decoder`` (``auto``/``pyav``/``decord``); ``blank_video``:
+    a file without a video stream gives black frames instead of an error. Raises
     :class:`MediaError` for files that cannot be used."""
-    return Media(str(video_path), str(audio_path or video_path), list(rates), decoder)
+    return Media(str(video_path), str(audio_path or video_path), list(rates), decoder, blank_video)

@@ -91,6 +91,21 @@ def probe(video_path: str, audio_path: str) -> MediaInfo:
     )
 
 
+def has_video_stream(path: str) -> bool:
+    """Whether ``path`` holds a video stream (its header only). Raises ``MediaError``."""
+    with _open(path) as container:
+        return bool(container.streams.video)
+
+
+def probe_audio(path: str) -> MediaInfo:
+    """The properties of a file with sound and no pictures: every duration is its first
+    audio stream's, the picture size 0 × 0. Raises ``MediaError``."""
+    audio_s = _audio_duration(path)
+    if audio_s <= 0:
+        raise MediaError("unreadable", f"{path}: no timed audio packets")
+    return MediaInfo(audio_s, audio_s, audio_s, width=0, height=0, rotation=0, video_start_s=0.0)
+
+
 def _demux(container: Any, streams: list[Any], packets: dict[int, tuple[list, list]]) -> Any:
     """Read every packet of ``streams``, recording ``(pts, pts + duration)`` per stream;
     decode the video (``streams[0]``) until its first frame; return that frame (or None)."""
@@ -200,6 +215,19 @@ class PyAVFrames:
         if self._container is not None:
             self._container.close()
             self._container = None
+
+
+class BlankFrames:
+    """The frames of a file without a video stream: black, square (short side ``side``)."""
+
+    def frames_at(self, times: np.ndarray, side: int | None) -> np.ndarray:
+        """float [T] seconds → uint8 [T, side, side, 3] of zeros."""
+        if side is None:
+            raise MediaError("no_video_stream", "an audio-only file has no native frame size")
+        return np.zeros((len(times), side, side, 3), np.uint8)
+
+    def close(self) -> None:
+        pass
 
 
 class AudioTrack:

@@ -57,10 +57,12 @@ def decode_media(
     side: int,
     audio_rates: Sequence[int],
     decoder: str = "auto",
+    blank_video: bool = False,
 ) -> DecodedMedia:
-    """Open ``video_path`` (frames) and ``audio_path`` (sound; often the same file)."""
+    """Open ``video_path`` (frames) and ``audio_path`` (sound; often the same file);
+    ``blank_video``: a file without a video stream gets black frames (``decoder`` "none")."""
     try:
-        media = open_media(video_path, audio_path, audio_rates, decoder)
+        media = open_media(video_path, audio_path, audio_rates, decoder, blank_video)
     except MediaError as err:
         raise VideoSkipped(err.reason, err.detail) from err
 

@@ -57,8 +57,13 @@ def load_data_config(path: str | Path | None) -> DataConfig:
 
 
 def preparation_settings(config: DataConfig) -> dict[str, Any]:
-    """``config`` as a dict without the loader-only fields: what the prepared data depends on."""
-    return {k: v for k, v in dataclasses.asdict(config).items() if k not in LOADER_ONLY}
+    """``config`` as a dict without the loader-only fields: what the prepared data depends on.
+    ``audio_only`` appears only when not ``skip``: data prepared before the setting existed
+    keeps its fingerprint (nothing is prepared again)."""
+    settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in LOADER_ONLY}
+    if settings.get("audio_only") == "skip":
+        del settings["audio_only"]
+    return settings
 
 
 def label_vocabulary(config: DataConfig) -> list[str]:

@@ -104,7 +104,9 @@ def _write_shard(task: VideoTask) -> tuple[int, str, str | None]:
     backend that read the frames, why decord was passed over or None)."""
     cfg = from_dict(DataConfig, task.config)
     sides = {size: stored_side(size, cfg.frame_margin) for size in cfg.frame_sizes}
-    media = decode_media(task.media, task.audio, max(sides.values()), cfg.audio_rates, cfg.decoder)
+    blank = cfg.audio_only == "blank"
+    side = max(sides.values())
+    media = decode_media(task.media, task.audio, side, cfg.audio_rates, cfg.decoder, blank)
     try:
         n_clips = _write_clips(task, cfg, media, sides)
     finally:

@@ -163,7 +163,13 @@ def _embed(args: argparse.Namespace) -> int:
 
 
 def build_index_parser() -> argparse.ArgumentParser:
-    from trimodal.search.index import APPROXIMATE_ABOVE, DEFAULT_NPROBE
+    from trimodal.search.index import (
+        APPROXIMATE_ABOVE,
+        CODECS,
+        DEFAULT_CODEC,
+        DEFAULT_NPROBE,
+        DEFAULT_RESCORE,
+    )
 
     parser = _parser(
         "index",
@@ -185,6 +191,15 @@ def build_index_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     parser.add_argument("--nlist", type=int, default=None, help="IVF lists (default: 4*sqrt(N))")
     parser.add_argument("--nprobe", type=int, default=DEFAULT_NPROBE, help="IVF lists per query")
+    parser.add_argument(
+        "--codec", default=DEFAULT_CODEC, choices=list(CODECS),
+        help="how IVF lists store vectors: Flat (float32) or SQ8 (8-bit codes, re-scored)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--rescore", type=int, default=None,
+        help="IVF: re-score rescore*k candidates exactly from the stored vectors (1: none; "
+        f"default: {DEFAULT_RESCORE})",
+    )  # fmt: skip
     return parser
 
 
@@ -214,7 +229,9 @@ def _index(args: argparse.Namespace) -> int:
         return 0
     first = runs[0][2]
     info = {k: first.get(k) for k in ("model", "model_fingerprint", "data_config")}
-    spec = IndexSpec(args.kind, args.approximate_above, args.nlist, args.nprobe)
+    spec = IndexSpec(
+        args.kind, args.approximate_above, args.nlist, args.nprobe, args.codec, args.rescore
+    )
     meta = build_index(args.out, items, vectors, spec, info | {"embeddings": args.embeddings})
     print(f"indexed {meta['count']} items ({meta['kind']}, {', '.join(galleries)}) in {args.out}")
     return 0

@@ -11,9 +11,10 @@ exactly the same inputs for the same file.
 The output directory::
 
     OUT/videos.parquet   one row per video: video_id, path, title, labels, clips, and its
-                         video-level embedding per modality (float32 lists, unit length)
+                         video-level embedding per modality (float32 lists, unit length;
+                         null in the video column for an audio-only file)
     OUT/clips.parquet    one row per clip: video_id, clip_index, start_s, end_s, text, and
-                         its clip embedding per modality
+                         its clip embedding per modality (video null for audio-only files)
     OUT/embed.json       model, fingerprints, modalities, dimension, counts, data settings
     OUT/skipped.jsonl    every input that could not be embedded, with its reason
     OUT/previews/        per video a JPEG frame and a WAV of its first clip (the page's
@@ -22,6 +23,11 @@ The output directory::
                          files) embeds only the videos that have none
     OUT/cache/           the temporary corpus and its preparation (``prepare`` resumes from
                          its finished shards, ``cache/prepared/.work``)
+
+A file with sound and no video stream (``.wav``, ``.mp3``, ``.flac``, ``.opus``, …) is
+prepared with black frames (``DataConfig.audio_only = "blank"``) and gets audio (and text)
+embeddings only: the model's view of black frames says nothing about the file, so its
+video embedding is left out (null) and the index keeps it out of the video gallery.
 
 Both tables load with ``datasets.load_dataset("parquet", data_files=...)`` or pyarrow.
 """
@@ -45,7 +51,8 @@ from trimodal.utils import atomic_path, atomic_write_json, atomic_write_text
 
 EMBED_VERSION = 1
 MEDIA_SUFFIXES = frozenset(
-    ".mp4 .m4v .webm .mkv .mov .avi .mpg .mpeg .ogv .flv .wav .mp3 .flac .ogg .m4a".split()
+    ".mp4 .m4v .webm .mkv .mov .avi .mpg .mpeg .ogv .flv".split()
+    + ".wav .mp3 .flac .ogg .opus .m4a .aac".split()
 )
 EMBED_SPLIT = "test"  # every input goes to one split, whose every clip is kept
 PRECISIONS = {"fp32": None, "bf16": "bfloat16", "fp16": "float16"}
@@ -177,7 +184,8 @@ def _training_data_of(model_dir: Path) -> Path | None:
 
 def model_data_config(model: Any, config: DataConfig, records: Sequence[Any]) -> DataConfig:
     """``config`` restricted to what ``model`` reads (its frame size and audio rate, when the
-    config stores them) and with a vocabulary that keeps every record's labels."""
+    config stores them), with a vocabulary that keeps every record's labels and audio-only
+    files prepared (with black frames) rather than skipped."""
     from trimodal.embedding import data_options
     from trimodal.prepare.settings import label_vocabulary
 
@@ -188,6 +196,7 @@ def model_data_config(model: Any, config: DataConfig, records: Sequence[Any]) ->
     extra = sorted({label for r in records for label in r.labels} - set(vocabulary))
     return dataclasses.replace(
         config,
+        audio_only="blank",
         frame_sizes=sizes or list(config.frame_sizes),
         audio_rates=rates or list(config.audio_rates),
         label_vocabulary=[*vocabulary, *extra] if extra else config.label_vocabulary,
@@ -304,6 +313,7 @@ def embed_media(
         r.video_id: {
             "path": r.media,
             "stamp": [media_stamp(r.media), media_stamp(r.audio_path(""))],
+            "audio_only": is_audio_only(r.media),
         }
         for r in records
     }
@@ -312,6 +322,16 @@ def embed_media(
         model, prepared, EMBED_SPLIT, out, model_fp=model_fp, options=options,
         sources=sources_of, source_key=source_key, info=info,
     )  # fmt: skip
+
+
+def is_audio_only(path: str | Path) -> bool:
+    """Whether ``path`` has no video stream (an unreadable file: no; ``prepare`` skips it)."""
+    from trimodal.media import MediaError, has_video_stream
+
+    try:
+        return not has_video_stream(str(path))
+    except MediaError:
+        return False
 
 
 def embed_prepared(
@@ -328,8 +348,9 @@ def embed_prepared(
 ) -> dict[str, Any]:
     """Embed every clip of a prepared ``split`` into ``out_dir``, reusing finished videos.
 
-    ``sources``: per video id its media ``path`` and file ``stamp`` (part of the key of its
-    finished part, so a replaced file is embedded again); default: the paths in the corpus
+    ``sources``: per video id its media ``path``, file ``stamp`` (part of the key of its
+    finished part, so a replaced file is embedded again) and ``audio_only`` (no video
+    embedding); default: the paths in the corpus
     that was prepared (``summary.json``), keyed by the split's fingerprint. ``info``: extra
     entries for ``embed.json`` (the model's directory).
     """
@@ -352,7 +373,8 @@ def embed_prepared(
         vid: _part_key(model_fp, loader_key, source_key, vid, sources.get(vid))
         for vid in dict.fromkeys(dataset.video_ids)
     }
-    reused = _embed_missing(model, dataset, out / "parts", keys, options)
+    blank = {vid for vid, src in sources.items() if (src or {}).get("audio_only")}
+    reused = _embed_missing(model, dataset, out / "parts", keys, options, blank)
     skipped = _skipped(prepared_dir)
     if not keys:
         reasons = "; ".join(f"{s.get('video_id')}: {s['reason']}" for s in skipped[:5])
@@ -372,6 +394,7 @@ def embed_prepared(
         **(info or {}),
     }
     meta |= write_tables(out, dataset, keys, sources)
+    meta["audio_only"] = sorted(blank & set(keys))
     atomic_write_text(
         out / "skipped.jsonl", "".join(json.dumps(s, sort_keys=True) + "\n" for s in skipped)
     )
@@ -431,10 +454,15 @@ def _groups(video_ids: Sequence[str], batch_size: int) -> list[list[int]]:
 
 
 def _embed_missing(
-    model: Any, dataset: Any, parts: Path, keys: dict[str, str], options: EmbedOptions
+    model: Any,
+    dataset: Any,
+    parts: Path,
+    keys: dict[str, str],
+    options: EmbedOptions,
+    audio_only: set[str],
 ) -> int:
-    """Embed the videos without a finished part, writing one part per video; return how many
-    videos were reused."""
+    """Embed the videos without a finished part, writing one part per video (without a video
+    embedding for the ids in ``audio_only``); return how many videos were reused."""
     import torch
     from tqdm.auto import tqdm
 
@@ -464,14 +492,18 @@ def _embed_missing(
         for vid in dict.fromkeys(result.video_id):
             if vid not in done:
                 rows = [i for i, v in enumerate(result.video_id) if v == vid]
-                _write_part(parts / f"{keys[vid]}.npz", result, rows)
+                blank = vid in audio_only
+                _write_part(parts / f"{keys[vid]}.npz", result, rows, blank)
                 if options.previews:
-                    write_previews(parts.parent / "previews", dataset, group[rows[0]], vid)
+                    write_previews(parts.parent / "previews", dataset, group[rows[0]], vid, blank)
     return len(done)
 
 
-def _write_part(path: Path, result: Any, rows: list[int]) -> None:
+def _write_part(path: Path, result: Any, rows: list[int], audio_only: bool = False) -> None:
     arrays = {f"emb_{m}": result.embeddings[m][rows].numpy() for m in result.modalities}
+    if audio_only and "emb_video" in arrays:
+        # The embedding of black frames says nothing about the file: NaN marks it absent.
+        arrays["emb_video"] = np.full_like(arrays["emb_video"], np.nan)
     arrays["clip_index"] = np.asarray([result.clip_index[i] for i in rows], np.int64)
     arrays["texts"] = np.asarray(
         [result.texts[i] for i in rows] if result.texts else [""] * len(rows)
@@ -480,16 +512,18 @@ def _write_part(path: Path, result: Any, rows: list[int]) -> None:
         np.savez(f, **arrays)
 
 
-def write_previews(directory: Path, dataset: Any, row: int, video_id: str) -> None:
-    """``<id>.jpg`` (the middle frame) and ``<id>.wav`` (16-bit) of clip ``row`` as the model
-    gets them (eval crop and size)."""
+def write_previews(
+    directory: Path, dataset: Any, row: int, video_id: str, audio_only: bool = False
+) -> None:
+    """``<id>.jpg`` (the middle frame; none for an ``audio_only`` file) and ``<id>.wav``
+    (16-bit) of clip ``row`` as the model gets them (eval crop and size)."""
     import io
     import wave
 
     from PIL import Image
 
     item = dataset[row]
-    if "video" in item:
+    if "video" in item and not audio_only:
         frames = item["video"].numpy()  # [T, 3, H, W] in [0, 1]
         frame = (frames[len(frames) // 2].transpose(1, 2, 0) * 255).round().astype(np.uint8)
         buf = io.BytesIO()
@@ -506,10 +540,22 @@ def write_previews(directory: Path, dataset: Any, row: int, video_id: str) -> No
 
 
 def _vector_column(x: np.ndarray) -> Any:
+    """float32 [N, D] → a fixed-size-list column; rows holding NaN (absent) become null."""
     import pyarrow as pa
 
     x = np.ascontiguousarray(x, np.float32)
-    return pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), x.shape[1])
+    absent = np.isnan(x).any(axis=1)
+    mask = pa.array(absent) if absent.any() else None
+    return pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), x.shape[1], mask=mask)
+
+
+def _vector_rows(column: Any) -> tuple[np.ndarray, np.ndarray]:
+    """A fixed-size-list column → ``(float32 [N, D] with zeros for nulls, bool [N] present)``."""
+    column = column.combine_chunks()
+    present = np.asarray(column.is_valid())
+    x = np.zeros((len(column), column.type.list_size), np.float32)
+    x[present] = column.flatten().to_numpy().reshape(-1, column.type.list_size)
+    return x, present
 
 
 def write_tables(
@@ -564,7 +610,8 @@ def write_tables(
 
 def load_videos(embed_dir: str | Path) -> tuple[list[dict[str, Any]], dict[str, np.ndarray], dict]:
     """``(items, {modality: float32 [V, D]}, embed.json)`` of an ``embed`` output: what
-    :func:`trimodal.search.index.build_index` takes."""
+    :func:`trimodal.search.index.build_index` takes. An item without a modality's embedding
+    (an audio-only file's video) has a zero row there and the modality in its ``absent``."""
     import pyarrow.parquet as pq
 
     root = Path(embed_dir)
@@ -572,11 +619,15 @@ def load_videos(embed_dir: str | Path) -> tuple[list[dict[str, Any]], dict[str, 
         raise SearchError(f"{root} is not an embed output (embed.json/videos.parquet missing)")
     meta = json.loads((root / "embed.json").read_text())
     table = pq.read_table(root / "videos.parquet")
-    vectors = {
-        m: table.column(m).combine_chunks().flatten().to_numpy().reshape(table.num_rows, -1)
-        for m in meta["modalities"]
-    }
+    vectors, absent = {}, [[] for _ in range(table.num_rows)]
+    for m in meta["modalities"]:
+        vectors[m], present = _vector_rows(table.column(m))
+        for row in np.flatnonzero(~present):
+            absent[row].append(m)
     source = str(root.resolve())
+    columns = (
+        table.column(c).to_pylist() for c in ("video_id", "path", "title", "labels", "clips")
+    )
     items = [
         {
             "id": vid,
@@ -585,10 +636,9 @@ def load_videos(embed_dir: str | Path) -> tuple[list[dict[str, Any]], dict[str, 
             "labels": labels,
             "clips": clips,
             "source": source,
+            "absent": gone,
         }
-        for vid, path, title, labels, clips in zip(
-            *(table.column(c).to_pylist() for c in ("video_id", "path", "title", "labels", "clips"))
-        )
+        for vid, path, title, labels, clips, gone in zip(*columns, absent)
     ]
     return items, vectors, meta
 

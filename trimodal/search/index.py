@@ -13,11 +13,18 @@ length (:func:`trimodal.metrics.aggregate_by_video`), so inner product is cosine
 
 Which index (docs/search.md#index-choice): below ``approximate_above`` items an exact
 ``IndexFlatIP`` (a scan of every vector: the brute-force top-k, bit for bit); above, an
-inverted file ``IVF{nlist},Flat`` (vectors clustered into ``nlist ≈ 4·√N`` lists by k-means,
-a query scans the ``nprobe`` nearest lists): the raw vectors plus an 8-byte id each, so
-memory stays at about the raw vectors', and adding items assigns them to the trained lists
-without a rebuild. Loading memory-maps the FAISS files (``IO_FLAG_MMAP``) and the ``.npy``
-files, so a catalogue larger than RAM is paged in as it is read.
+inverted file ``IVF{nlist},Flat`` (vectors clustered into ``nlist ≈ 4·√N`` lists by
+k-means, a query scans the ``nprobe`` nearest lists, 192 by default): the raw vectors plus
+an 8-byte id each, so the index is about the raw vectors' size, and adding items assigns
+them to the trained lists without a rebuild. ``codec="SQ8"`` stores 8-bit codes instead (a
+quarter of the memory) and re-scores its ``rescore·k`` best candidates exactly from the
+``.npy`` vectors kept beside the index (the same recall as Flat, exact scores, but 3× the
+CPU time per scanned vector at 300-d: docs/search.md). Loading memory-maps the FAISS
+files (``IO_FLAG_MMAP``) and the ``.npy`` files, so a catalogue larger than RAM is paged
+in as it is read.
+
+An item may lack a modality (an audio-only file has no video embedding): its row there is
+zeros, the modality is in its ``absent`` list, and searches of that gallery skip it.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from trimodal.search.errors import SearchError
@@ -42,25 +50,46 @@ INDEX_FILE = "index.json"
 ITEMS_FILE = "items.parquet"
 # Above this many items the default index is approximate (docs/search.md#index-choice).
 APPROXIMATE_ABOVE = 50_000
-DEFAULT_NPROBE = 32
+# Measured at 1M clustered 300-d vectors (BENCHMARKS.md): recall@10 0.955 at 192 of 4000
+# lists (0.892 at 32).
+DEFAULT_NPROBE = 192
+# float32 vectors in the lists: FAISS's 8-bit codes took 3x the CPU time per scanned vector
+# at 300-d (its SIMD path needs a dimension divisible by 8), for a quarter of the memory.
+DEFAULT_CODEC = "Flat"
+# SQ8's candidates re-scored exactly from the stored vectors: rescore·k of them (5·k gave
+# Flat's recall at 1M); Flat's scores are exact already.
+DEFAULT_RESCORE = {"Flat": 1, "SQ8": 5}
+CODECS = ("Flat", "SQ8")
 # k-means wants ~39 training points per list; more only costs time.
 TRAIN_POINTS_PER_LIST = 64
-ITEM_COLUMNS = ("id", "path", "title", "labels", "clips", "source")
+ITEM_COLUMNS = ("id", "path", "title", "labels", "clips", "source", "absent")
 
 
 @dataclasses.dataclass
 class IndexSpec:
     """How to index: ``kind`` ``"auto"`` (exact up to ``approximate_above`` items, else IVF),
-    ``"exact"`` or ``"ivf"``; ``nlist`` (``None``: ``4·√N``) and ``nprobe`` for IVF."""
+    ``"exact"`` or ``"ivf"``; for IVF ``nlist`` (``None``: ``4·√N``), ``nprobe``, ``codec``
+    (``Flat`` or ``SQ8``) and ``rescore`` (candidates re-scored exactly: ``rescore·k``;
+    1: none; ``None``: :data:`DEFAULT_RESCORE` of the codec)."""
 
     kind: str = "auto"
     approximate_above: int = APPROXIMATE_ABOVE
     nlist: int | None = None
     nprobe: int = DEFAULT_NPROBE
+    codec: str = DEFAULT_CODEC
+    rescore: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.rescore is None:
+            self.rescore = DEFAULT_RESCORE.get(self.codec, 1)
 
     def resolve(self, count: int) -> str:
         if self.kind not in ("auto", "exact", "ivf"):
             raise SearchError(f"index kind must be auto, exact or ivf, got {self.kind!r}")
+        if self.codec not in CODECS or self.rescore < 1 or self.nprobe < 1:
+            raise SearchError(
+                f"IVF codec must be one of {CODECS} (got {self.codec!r}), rescore and nprobe >= 1"
+            )
         if self.kind != "auto":
             return self.kind
         return "ivf" if count > self.approximate_above else "exact"
@@ -87,15 +116,15 @@ def _unit_rows(vectors: np.ndarray, what: str) -> np.ndarray:
 
 
 def new_faiss_index(vectors: np.ndarray, kind: str, spec: IndexSpec) -> Any:
-    """A FAISS inner-product index of ``vectors`` (float32 [N, D]): flat, or IVF trained on
-    (a seeded sample of) them."""
+    """A FAISS inner-product index of ``vectors`` (float32 [N, D]): flat, or IVF (lists and
+    codes) trained on (a seeded sample of) them."""
     faiss = _faiss()
     n, dim = vectors.shape
     if kind == "exact":
         index = faiss.IndexFlatIP(dim)
     else:
         nlist = spec.lists_for(n)
-        index = faiss.index_factory(dim, f"IVF{nlist},Flat", faiss.METRIC_INNER_PRODUCT)
+        index = faiss.index_factory(dim, f"IVF{nlist},{spec.codec}", faiss.METRIC_INNER_PRODUCT)
         sample = vectors
         if n > nlist * TRAIN_POINTS_PER_LIST:
             rows = np.random.default_rng(0).choice(n, nlist * TRAIN_POINTS_PER_LIST, replace=False)
@@ -119,6 +148,7 @@ def _write_npy(vectors: np.ndarray, path: Path) -> None:
 def _items_table(items: Sequence[dict[str, Any]]) -> pa.Table:
     columns = {name: [item.get(name) for item in items] for name in ITEM_COLUMNS}
     columns["labels"] = [list(x or []) for x in columns["labels"]]
+    columns["absent"] = [list(x or []) for x in columns["absent"]]
     columns["clips"] = [int(x or 0) for x in columns["clips"]]
     for name in ("path", "title", "source"):
         columns[name] = [str(x or "") for x in columns[name]]
@@ -130,6 +160,7 @@ def _items_table(items: Sequence[dict[str, Any]]) -> pa.Table:
             ("labels", pa.list_(pa.string())),
             ("clips", pa.int64()),
             ("source", pa.string()),
+            ("absent", pa.list_(pa.string())),
         ]
     )
     return pa.table(columns, schema=schema)
@@ -179,6 +210,8 @@ def build_index(
         "modalities": sorted(vectors),
         "nlist": spec.lists_for(len(ids)) if kind == "ivf" else None,
         "nprobe": spec.nprobe if kind == "ivf" else None,
+        "codec": spec.codec if kind == "ivf" else None,
+        "rescore": spec.rescore if kind == "ivf" else None,
         **(info or {}),
     }
     atomic_write_json(out / INDEX_FILE, meta)
@@ -196,6 +229,7 @@ class Catalogue:
         self.vectors = vectors
         self.ids: list[str] = items.column("id").to_pylist()
         self._row = {item_id: i for i, item_id in enumerate(self.ids)}
+        self._skip = _absent_selectors(items, self.modalities)
 
     @classmethod
     def load(cls, index_dir: str | Path, mmap: bool = True) -> Catalogue:
@@ -241,7 +275,12 @@ class Catalogue:
         return self._row[item_id]
 
     def item(self, row: int) -> dict[str, Any]:
-        return {name: self.items.column(name)[row].as_py() for name in ITEM_COLUMNS}
+        names = [n for n in ITEM_COLUMNS if n in self.items.column_names]
+        return {"absent": [], **{n: self.items.column(n)[row].as_py() for n in names}}
+
+    def has(self, row: int, modality: str) -> bool:
+        """Whether item ``row`` has a ``modality`` embedding (an audio-only file has no video)."""
+        return modality in self.modalities and modality not in self.item(row)["absent"]
 
     def set_nprobe(self, nprobe: int) -> None:
         """Lists an IVF query scans (more: higher recall, slower); no effect on exact."""
@@ -256,8 +295,10 @@ class Catalogue:
             queries: float32 ``[Q, D]`` (unit length for cosine scores).
 
         Returns:
-            ``(scores float32 [Q, k'], rows int64 [Q, k'])``, best first, ``k' = min(k, N)``;
-            an exact index returns exactly the brute-force top-k.
+            ``(scores float32 [Q, k'], rows int64 [Q, k'])``, best first, ``k' = min(k, N)``
+            (rows -1 where fewer items were reached); an exact index returns exactly the
+            brute-force top-k, an IVF one with ``rescore`` > 1 the exact scores of the best
+            of its ``rescore·k`` candidates.
         """
         if modality not in self.indices:
             raise SearchError(f"the index has no {modality} gallery (has: {self.modalities})")
@@ -265,8 +306,54 @@ class Catalogue:
         if q.shape[1] != self.meta["dim"]:
             raise SearchError(f"queries have dimension {q.shape[1]}, the index {self.meta['dim']}")
         k = max(1, min(int(k), len(self)))
-        scores, rows = self.indices[modality].search(q, k)
+        rescore = int(self.meta.get("rescore") or 1)
+        if rescore == 1:
+            return self._faiss_search(modality, q, k)
+        _, rows = self._faiss_search(modality, q, min(k * rescore, len(self)))
+        return self._rescore(modality, q, rows, k)
+
+    def _rescore(
+        self, modality: str, q: np.ndarray, candidates: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The exact top ``k`` of each query's ``candidates`` (int64 [Q, C], -1 padded)."""
+        scores = np.full((len(q), k), -np.inf, np.float32)
+        rows = np.full((len(q), k), -1, np.int64)
+        for i, cand in enumerate(candidates):
+            cand = np.unique(cand[cand >= 0])  # sorted: the memory-mapped rows read in order
+            exact = np.asarray(self.vectors[modality][cand], np.float32) @ q[i]
+            best = np.argsort(-exact, kind="stable")[:k]
+            scores[i, : len(best)], rows[i, : len(best)] = exact[best], cand[best]
+        return scores, rows
+
+    def _faiss_search(self, modality: str, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        index = self.indices[modality]
+        params = None
+        if modality in self._skip:  # items without this modality are not in its gallery
+            params = _faiss().SearchParametersIVF() if hasattr(index, "nprobe") else None
+            params = params or _faiss().SearchParameters()
+            params.sel = self._skip[modality][0]
+            if hasattr(index, "nprobe"):
+                params.nprobe = index.nprobe
+        scores, rows = index.search(q, k, params=params)
         return scores, rows.astype(np.int64)
+
+
+def _absent_selectors(items: pa.Table, modalities: Sequence[str]) -> dict[str, tuple]:
+    """``{modality: (FAISS selector of the rows that have it, rows without it)}`` for the
+    modalities some item lacks (the rows are held so the selector's memory stays valid)."""
+    if "absent" not in items.column_names:
+        return {}  # an index written before items could lack a modality
+    column = items.column("absent")
+    lacking = np.flatnonzero(pc.list_value_length(column).to_numpy(zero_copy_only=False) > 0)
+    gone = column.take(lacking).to_pylist()
+    out = {}
+    for modality in modalities:
+        rows = [int(r) for r, names in zip(lacking, gone) if modality in names]
+        if rows:
+            rows = np.asarray(rows, np.int64)
+            batch = _faiss().IDSelectorBatch(rows)
+            out[modality] = (_faiss().IDSelectorNot(batch), batch, rows)
+    return out
 
 
 def add_to_index(

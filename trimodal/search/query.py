@@ -113,13 +113,19 @@ def more_like_this(
     cat: Catalogue, item_id: str, k: int = 10, weights: dict[str, float] | None = None
 ) -> list[Hit]:
     """The ``k`` items most like ``item_id`` (itself excluded) by the weighted audio and video
-    similarity (``weights`` from :func:`like_weights`; default equal)."""
+    similarity (``weights`` from :func:`like_weights`; default equal). A modality the query
+    item lacks (an audio-only file's video) is left out of the weights; an item lacking
+    one scores 0 in it."""
     weights = weights or like_weights()
     for m in weights:
         check_gallery(cat, m)
     if k < 1:
         raise SearchError(f"k must be >= 1, got {k}")
     row = cat.row_of(item_id)
+    weights = {m: w for m, w in weights.items() if cat.has(row, m)}
+    if not any(weights.values()):
+        raise SearchError(f"{item_id!r} has no embedding in the weighted galleries")
+    weights = {m: w / sum(weights.values()) for m, w in weights.items()}
     queries = {m: np.asarray(cat.vectors[m][row], np.float32) for m in weights}
     if cat.meta["kind"] == "exact":
         scores = _scan_scores(cat, queries, weights)
@@ -190,7 +196,7 @@ class QueryEngine:
     def media(self, path: str | Path, modality: str, gallery: str | None, k: int) -> list[Hit]:
         """Search with the ``modality`` (audio or video) embedding of the media file ``path``."""
         from trimodal.config import DataConfig, from_dict
-        from trimodal.search.embedder import EmbedOptions, embed_files
+        from trimodal.search.embedder import EmbedOptions, embed_files, is_audio_only
 
         if modality not in GALLERIES:
             raise SearchError(f"a media query is audio or video, got {modality!r}")
@@ -199,13 +205,17 @@ class QueryEngine:
         path = Path(path)
         if not path.is_file():
             raise SearchError(f"no such media file: {path}")
+        if modality == "video" and is_audio_only(path):
+            raise SearchError(f"cannot use {path.name}: it has no video stream")
         settings = self.cat.meta.get("data_config")
         config = from_dict(DataConfig, settings, "data") if settings else None
         options = EmbedOptions(show_progress=False, previews=False, device=self.device)
         try:
-            _, vectors = embed_files(self.model, [path], data_config=config, options=options)
+            items, vectors = embed_files(self.model, [path], data_config=config, options=options)
         except SearchError as err:
             raise SearchError(f"cannot use {path.name}: {err}") from err
+        if modality not in vectors or modality in items[0]["absent"]:
+            raise SearchError(f"cannot use {path.name}: it has no {modality} stream")
         return search_vector(self.cat, gallery, vectors[modality][0], k)
 
     def like(self, item_id: str, k: int, weights: dict[str, float] | None = None) -> list[Hit]:

@@ -166,9 +166,7 @@ def test_from_config_and_clear_errors(reference, tmp_path):
         PreparedClips(out, "test", modalities=("smell",))
 
 
-def test_a_split_of_the_previous_layout_is_refused_with_how_to_prepare_it_again(
-    reference, tmp_path
-):
+def test_a_split_of_the_previous_layout_is_refused_with_how_to_prepare_it_again(tmp_path):
     """``save_to_disk``'s layout (format 2: ``state.json``, float32 audio) and a manifest
     of another format: one line naming the command that prepares the split again."""
     old = tmp_path / "prepared" / "train"

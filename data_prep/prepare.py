@@ -15,17 +15,17 @@ For every usable video of ``CORPUS/videos.jsonl`` (:mod:`trimodal.prepare.corpus
 2. **clips**: consecutive ``clip_seconds`` clips (train videos keep a sampled share of them,
    the study's sparse scheme; the clips saved are exactly the sampled ones and ``start_s ==
    clip_index * clip_seconds``), or the dual-encoder scheme's random segments;
-3. **arrays per clip**: mono float32 waveforms (``audio_48k``, ``audio_16k``) and
+3. **arrays per clip**: mono int16 waveforms (``audio_48k``, ``audio_16k``, full scale 32767) and
    ``num_frames`` uniformly spaced frames per size (``frames_224``, ``frames_112``:
    ``[T, 3, S, S]`` with a crop margin, ``S = round(size * frame_margin)``), the text
    candidates (labels then tags, multi-word names kept), label ids, title;
 4. the clips are written to a per-video Arrow shard in ``PREPARED/.work/`` (atomic rename),
-   then the split datasets are assembled in video-id order (``PREPARED/train``, ``dev``,
-   ``test``: ``load_from_disk`` directories, memory-mapped Arrow files), with
-   ``summary.json`` and ``skipped.jsonl`` beside them. A split of at most 500 MB is one
-   Arrow file, byte for byte what ``save_to_disk`` writes (the shards' record batches are
-   copied, not re-encoded); a bigger one is made of the videos' shards themselves (hard
-   links: nothing is written twice), up to 10,000 videos, else of copied 500-MB files.
+   then the split directories are assembled in video-id order (``PREPARED/train``, ``dev``,
+   ``test``: the Arrow files and a ``split.json`` listing them, opened memory-mapped with
+   ``datasets.Dataset.from_file``), with ``summary.json`` and ``skipped.jsonl`` beside
+   them. A split's files are the videos' shards themselves (hard links: nothing is written
+   twice), up to 10,000 videos, else copies of their record batches in files of about
+   500 MB.
 
 Decoding (:mod:`trimodal.media`): PyAV probes every file (durations from timestamps, the
 display rotation) and reads the audio; the frames are read by ``--decoder``: ``auto`` (the

@@ -118,10 +118,10 @@ def run_ok(cmd: list[str]) -> subprocess.CompletedProcess:
 
 def assert_same_output(a: Path, b: Path) -> None:
     """Two prepared outputs hold the same datasets, skipped list and summary."""
-    import datasets
+    from trimodal.data.schema import load_split
 
     for split in ("train", "dev", "test"):
-        da, db = datasets.load_from_disk(str(a / split)), datasets.load_from_disk(str(b / split))
+        da, db = load_split(a / split)[0], load_split(b / split)[0]
         assert da.features == db.features, split
         assert da.num_rows == db.num_rows, split
         assert da.data.table.equals(db.data.table), f"{split} differs"

@@ -16,13 +16,13 @@ import datetime as dt
 import json
 from pathlib import Path
 
-import datasets
 import pytest
 from data_fixtures import SMALL
 from test_youtube8m_fakes import make_item
 
 from data_prep.youtube8m.filters import FilterConfig, run_filter
 from trimodal.config import DataConfig
+from trimodal.data.schema import load_split
 from trimodal.prepare import PrepareError, VideoRecord, VideoSkipped, assign_split, prepare
 from trimodal.prepare.corpus import read_corpus, write_corpus
 from trimodal.prepare.splits import AgeSplit, age_split, subtract_months
@@ -153,5 +153,5 @@ def test_prepare_records_age_exclusions_in_skipped_jsonl(tmp_path):
     ]
     assert summary["skipped_by_reason"] == {"too_recent": 1}
     for split, record in (("dev", records[1]), ("test", records[2]), ("train", records[3])):
-        ids = set(datasets.load_from_disk(str(tmp_path / "out" / split))["video_id"])
+        ids = set(load_split(tmp_path / "out" / split)[0]["video_id"])
         assert ids == {record.video_id}, split

@@ -25,10 +25,13 @@ def _trimodal(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
-    """A directory outside the checkout with an (empty) prepared layout ``prep/``."""
+    """A directory outside the checkout with an (empty) prepared layout ``prep/``, and
+    ``old/`` in the previous layout (``save_to_disk``'s ``state.json``)."""
     root = tmp_path_factory.mktemp("cli")
     for split in ("train", "dev"):
         (root / "prep" / split).mkdir(parents=True)
+        (root / "old" / split).mkdir(parents=True)
+        (root / "old" / split / "state.json").write_text("{}")
     (root / "corpus").mkdir()
     return root
 
@@ -48,6 +51,7 @@ USER_ERRORS = [
     (["train", "--data", "prep", "--model.modalities", "[audio]"], "model.modalities"),
     (["train", "--data", "prep", "--objective_options", "{nosuch: 1}"], "nosuch"),
     (["train", "--train.epochs", "1"], "--data"),  # no data and no --demo: not the demo
+    (["train", "--data", "old"], "older layout; prepare it again: python -m data_prep prepare"),
     (["train", "--config", "nosuch"], "nosuch"),
     (["prepare", "--corpus", "corpus", "--out", "out", "--config", "nope.yaml"], "nope.yaml"),
     (["prepare", "--corpus", "nowhere", "--out", "out"], "nowhere"),

@@ -9,6 +9,7 @@ from data_fixtures import prepared_reference
 
 from trimodal.config import DataConfig
 from trimodal.data import PreparedClips, VideoBatchSampler, collate_clips
+from trimodal.modalities import model_input
 
 
 @pytest.fixture(scope="module")
@@ -27,11 +28,12 @@ def test_whole_chain_yields_model_ready_batches(reference):
         b = len(batch["text"])
         assert b == 3 and all(isinstance(t, str) and t for t in batch["text"])
         assert batch["audio"].shape == (b, int(config.clip_seconds * rate))
-        assert batch["audio"].dtype == torch.float32 and batch["audio"].abs().max() <= 1.0
+        # Stored types through the loader (int16, uint8); float only in the model's adapter.
+        assert batch["audio"].dtype == torch.int16 and batch["video"].dtype == torch.uint8
+        audio = model_input(batch["audio"])
+        assert audio.dtype == torch.float32 and 0.01 < audio.abs().max() <= 1.0
         assert batch["video"].shape == (b, 16, 3, size, size)
-        assert batch["video"].dtype == torch.float32
-        assert 0.0 <= batch["video"].min() and batch["video"].max() <= 1.0
-        assert batch["video"].std() > 0.01  # real pictures, not a constant
+        assert batch["video"].float().std() > 2.5  # real pictures (of 255), not a constant
         assert batch["labels_multi_hot"].shape == (b, 45)
         assert batch["clip_index"].dtype == torch.long
         for ids, hot in zip(batch["label_ids"], batch["labels_multi_hot"]):
@@ -54,8 +56,9 @@ def test_eval_is_deterministic_and_matches_the_stored_clip(reference):
     # Evaluation view: the whole clip, the centre 224² of the stored 256² frames.
     raw = ds.dataset.with_format("numpy")[0]
     np.testing.assert_array_equal(first[0]["audio"].numpy(), raw["audio_48k"])
-    centre = raw["frames_224"][:, :, 16:240, 16:240].astype(np.float32) / 255
-    np.testing.assert_allclose(first[0]["video"].numpy(), centre, atol=1e-6)
+    np.testing.assert_array_equal(
+        first[0]["video"].numpy(), raw["frames_224"][:, :, 16:240, 16:240]
+    )
     assert PreparedClips(out, "dev", eval_text="first")[0]["text"] == raw["labels"][0]
 
 
@@ -161,3 +164,38 @@ def test_from_config_and_clear_errors(reference, tmp_path):
         PreparedClips(out, "test", audio_rate=22000)
     with pytest.raises(ValueError, match="modalities"):
         PreparedClips(out, "test", modalities=("smell",))
+
+
+def test_a_split_of_the_previous_layout_is_refused_with_how_to_prepare_it_again(tmp_path):
+    """``save_to_disk``'s layout (format 2: ``state.json``, float32 audio) and a manifest
+    of another format: one line naming the command that prepares the split again."""
+    old = tmp_path / "prepared" / "train"
+    old.mkdir(parents=True)
+    (old / "state.json").write_text("{}")
+    (old / "dataset_info.json").write_text("{}")
+    with pytest.raises(ValueError, match="older layout") as err:
+        PreparedClips(tmp_path / "prepared", "train")
+    message = str(err.value)
+    assert (
+        "\n" not in message and f"data_prep prepare --corpus CORPUS --out {old.parent}" in message
+    )
+    (old / "split.json").write_text('{"format": 2, "files": []}')
+    with pytest.raises(ValueError, match="layout 2, this trimodal reads 3; prepare it again"):
+        PreparedClips(tmp_path / "prepared", "train")
+
+
+def test_resized_frames_stay_uint8_within_half_a_step_of_the_float_resize(reference):
+    """A view that needs a resize (here 200² from the 224² centre of the stored 256²
+    frames) leaves the worker as uint8: within half a step of the float32 resize that the
+    previous layout sent, and exact where no resize is needed (the centre view)."""
+    corpus, out, config = reference
+    ds = PreparedClips(out, "dev", video_size=200, modalities=("video",))
+    got = ds[0]["video"]
+    assert got.dtype == torch.uint8 and got.shape == (16, 3, 200, 200)
+    stored = ds.dataset.with_format("numpy")[0]["frames_224"]
+    crop = torch.from_numpy(stored[:, :, 16:240, 16:240].astype(np.float32)) / 255
+    expected = torch.nn.functional.interpolate(
+        crop, size=(200, 200), mode="bilinear", antialias=True, align_corners=False
+    ).clamp(0, 1)
+    error = (got.float() / 255 - expected).abs().max().item()
+    assert error <= 0.5 / 255 + 1e-6, error

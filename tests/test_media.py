@@ -16,14 +16,15 @@ import sys
 from pathlib import Path
 
 import av
-import datasets
 import numpy as np
 import pytest
 from data_fixtures import prepare_cmd, subprocess_env, whole_track_audio, write_config
 from media_corpus import SPECS, TONE_HZ, Spec, level, picture, tone, write_media
 
 from trimodal.config import DataConfig
+from trimodal.data.schema import load_split
 from trimodal.media import MediaError, decord_available, open_media, scaled_size, upright
+from trimodal.modalities import model_input
 from trimodal.prepare import PrepareError, VideoRecord, prepare, write_corpus
 
 requires_decord = pytest.mark.skipif(
@@ -77,7 +78,7 @@ def prepared(corpus: Path, decoder: str, tmp_path_factory) -> Path:
 
 
 def _rows(out: Path, video_id: str) -> dict[str, np.ndarray]:
-    ds = datasets.load_from_disk(str(out / "dev")).with_format("numpy")
+    ds = load_split(out / "dev")[0].with_format("numpy")
     rows = ds.filter(lambda v: v == video_id, input_columns="video_id")
     return rows[:]
 
@@ -110,7 +111,7 @@ def test_every_format_prepares_with_the_clip_count_of_its_duration(
     summary = json.loads((out / "summary.json").read_text())
     assert (out / "skipped.jsonl").read_text() == ""
     assert summary["videos_prepared"] == len(SPEC)
-    ds = datasets.load_from_disk(str(out / "dev"))
+    ds = load_split(out / "dev")[0]
     counts = {name: list(ds["video_id"]).count(name) for name in SPEC}
     assert counts == {name: spec.clips for name, spec in SPEC.items()}
     # The variable-frame-rate file's duration is not its frame count / its nominal rate.
@@ -154,8 +155,10 @@ def test_stored_audio_is_the_track_at_each_clip(media_corpus, decoder, tmp_path_
             whole = np.clip(np.pad(whole, (0, rate)), -1.0, 1.0)
             for clip, start in enumerate(rows["start_s"]):
                 a = int(round(start * rate))
-                stored = rows[f"audio_{rate // 1000}k"][clip]
-                np.testing.assert_allclose(stored, whole[a : a + rate], atol=1e-5, err_msg=name)
+                # int16 (widened by the numpy format) → [-1, 1]
+                stored = model_input(rows[f"audio_{rate // 1000}k"][clip].astype(np.int16))
+                # Decoding (1e-5) and int16 rounding (half a step: 1.5e-5).
+                np.testing.assert_allclose(stored, whole[a : a + rate], atol=2.6e-5, err_msg=name)
                 spectrum = np.abs(np.fft.rfft(stored))
                 assert abs(np.argmax(spectrum) - TONE_HZ) <= 1, name  # 1-Hz bins (1-s clips)
 

@@ -228,3 +228,22 @@ def test_a_wrong_channel_key_in_config_json_is_refused_by_name():
     channels["video"]["trainable_blocks"] = "some"
     with pytest.raises(ConfigError, match="channels.video.trainable_blocks"):
         TrimodalConfig(modalities=["text", "video"], channels=channels)
+
+
+def test_the_loaders_stored_types_embed_as_their_float_values(tiny_model):
+    """int16 waveforms (the loader's batches) embed exactly as the float waveforms they
+    store (``/ 32767``), and uint8 frames as ``/ 255``: the model's input adapter makes
+    them float, the model's inputs are unchanged. (Frames at the size the loader gives:
+    other sizes are resized in uint8 first, the Pillow-compatible path.)"""
+    from trimodal.embedding import data_options
+
+    size = data_options(tiny_model)["video_size"]
+    generator = torch.Generator().manual_seed(3)
+    audio = torch.randint(-32767, 32768, (2, 8 * 48000), generator=generator, dtype=torch.int16)
+    video = torch.randint(0, 256, (2, 4, 3, size, size), generator=generator, dtype=torch.uint8)
+    tiny_model.eval()
+    with torch.no_grad():
+        stored = tiny_model(audio=audio, video=video)
+        floats = tiny_model(audio=audio.float() / 32767, video=video.float() / 255)
+    assert torch.equal(stored.audio_embeds, floats.audio_embeds)
+    assert torch.equal(stored.video_embeds, floats.video_embeds)

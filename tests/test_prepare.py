@@ -16,6 +16,7 @@ from pathlib import Path
 import av
 import datasets
 import numpy as np
+import pyarrow as pa
 import pytest
 from data_fixtures import (
     CLIP_SECONDS,
@@ -31,11 +32,14 @@ from data_fixtures import (
 from prepare_faults import CrashOn
 
 from trimodal.config import DataConfig
+from trimodal.data.schema import load_split
+from trimodal.modalities import model_input
 from trimodal.prepare import (
     MUSIC45_LABELS,
     WORK_DIR,
     PrepareError,
     VideoRecord,
+    assembly,
     assign_keep_fractions,
     assign_split,
     pipeline,
@@ -56,7 +60,7 @@ def reference(tmp_path_factory):
 
 
 def _load(out: Path, split: str) -> datasets.Dataset:
-    return datasets.load_from_disk(str(out / split))
+    return load_split(out / split)[0]
 
 
 # ----------------------------------------------------------------------------- whole chain
@@ -71,8 +75,9 @@ def test_output_layout_columns_and_dtypes(reference):
     for split in ("train", "dev", "test"):
         ds = _load(out, split)
         assert summary["splits"][split]["clips"] == ds.num_rows > 0
-        # Memory-mapped Arrow files, not an in-memory table.
-        assert type(ds.data).__name__ == "MemoryMappedTable"
+        # Memory-mapped Arrow files (one per video, concatenated), not an in-memory table.
+        tables = [t for row in getattr(ds.data, "blocks", [[ds.data]]) for t in row]
+        assert {type(t).__name__ for t in tables} == {"MemoryMappedTable"}
         assert set(ds.column_names) >= {
             "video_id", "clip_index", "start_s", "labels", "label_ids", "texts",
             "audio_48k", "audio_16k", "frames_224", "frames_112", "title",
@@ -88,8 +93,10 @@ def test_output_layout_columns_and_dtypes(reference):
             assert records[vid].split == split
         row = ds.with_format("numpy", columns=["audio_48k", "audio_16k"])[0]
         for name in ("audio_48k", "audio_16k"):
-            assert row[name].dtype == np.float32
-            assert 0.01 < np.abs(row[name]).max() <= 1.0
+            # Stored as int16, full scale 32767 (the numpy format widens integers to int64).
+            assert ds.features[name].feature.dtype == "int16"
+            assert ds.data.table.schema.field(name).type.value_type == pa.int16()
+            assert 0.01 * 32767 < np.abs(row[name]).max() <= 32767
         first = ds[0]
         assert first["labels"] == records[first["video_id"]].labels
         assert [MUSIC45_LABELS[i] for i in first["label_ids"]] == first["labels"]
@@ -132,7 +139,9 @@ def test_sparse_train_saves_exactly_the_sampled_clips(reference):
         n_samples = int(CLIP_SECONDS * 16000)
         for j, idx in enumerate(expected):
             a = int(idx * n_samples)
-            np.testing.assert_allclose(rows[j]["audio_16k"], whole[a : a + n_samples], atol=1e-6)
+            stored = model_input(np.asarray(rows[j]["audio_16k"], np.int16))
+            # Decoding (1e-6) and int16 rounding (half a step: 1.5e-5).
+            np.testing.assert_allclose(stored, whole[a : a + n_samples], atol=1.7e-5)
         # And the frames are that clip's: the first frame of clip idx is frame floor(t * fps)
         # (the synthetic videos have a constant frame rate).
         with av.open(str(media)) as container:
@@ -319,6 +328,25 @@ def test_bad_media_never_stops_the_run(broken_corpus, tmp_path: Path, monkeypatc
     assert set(MUSIC45_LABELS) <= texts
     assert {MUSIC45_LABELS[i] for row in list(ds["label_ids"]) for i in row} == set(MUSIC45_LABELS)
     assert ds.features["label_ids"].feature.names == list(MUSIC45_LABELS)
+
+
+def test_split_files_are_the_shards_or_bounded_copies_that_load_the_same(reference, tmp_path, monkeypatch):  # fmt: skip
+    """Up to ``MAX_LINKED_FILES`` videos a split's files are its shards (hard links); past
+    it, copies of their record batches in files of about ``MAX_FILE_BYTES``. Both load as
+    the same memory-mapped dataset, listed in ``split.json``."""
+    corpus, ref_out, config = reference
+    manifest = json.loads((ref_out / "train" / "split.json").read_text())
+    assert manifest["format"] == 3 and manifest["rows"] == _load(ref_out, "train").num_rows
+    linked = _load(ref_out, "train")["video_id"]
+    assert len(manifest["files"]) == len(set(linked))  # one file per video
+    monkeypatch.setattr(assembly, "MAX_LINKED_FILES", 1)
+    monkeypatch.setattr(assembly, "MAX_FILE_BYTES", 1)  # every shard starts a new file
+    out = tmp_path / "copied"
+    prepare(corpus, out, config, keep_work=True, show_progress=False)
+    assert_same_output(out, ref_out)
+    copied = json.loads((out / "train" / "split.json").read_text())
+    assert copied["files"] == [f"data-{i:05d}.arrow" for i in range(len(manifest["files"]))]
+    assert all((out / "train" / f).stat().st_nlink == 1 for f in copied["files"])  # copies
 
 
 # ----------------------------------------------------------------------------- resumability

@@ -23,6 +23,33 @@ Modality = Literal["text", "audio", "video"]
 PAIRS: tuple[tuple[str, str], ...] = tuple(itertools.combinations(MODALITIES, 2))
 
 
+#: Stored waveforms are int16: ``round(clip(x, -1, 1) * AUDIO_SCALE)`` (a prepared split's
+#: ``audio_*`` columns, and the loader's batches until :func:`model_input`).
+AUDIO_SCALE = 32767
+
+
+def model_input(inputs):
+    """A batch of one modality as the loader gives it → what the backbones take.
+
+    int16 waveforms ``[B, S]`` (or a list of ``[S_i]``) become float32 in [-1, 1]
+    (``/ AUDIO_SCALE``), on whatever device they already are: the loader's workers and the
+    host-to-device copy move int16, 2 bytes a sample. Everything else passes unchanged —
+    texts, float waveforms, and frames: uint8 ``[B, T, 3, H, W]`` stay uint8 up to the video
+    backbone's preprocessing, which divides by 255 after any uint8 resize (the exact
+    Pillow-compatible path). This is the one conversion: the model's
+    :meth:`~trimodal.modeling.TrimodalModel.backbone_features` and the baseline extractors
+    call it.
+    """
+    if isinstance(inputs, (list, tuple)):
+        return [model_input(x) for x in inputs]
+    dtype = getattr(inputs, "dtype", None)
+    if dtype is not None and str(dtype) in ("torch.int16", "int16"):
+        # torch tensors and NumPy arrays alike (this module imports neither)
+        floats = inputs.float() if hasattr(inputs, "float") else inputs.astype("float32")
+        return floats / AUDIO_SCALE
+    return inputs
+
+
 def pair_name(x: str, y: str) -> str:
     """``"text-audio"`` style name of a pair (the key in ``pair_weights`` and in metrics)."""
     return f"{x}-{y}"

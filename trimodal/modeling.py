@@ -33,7 +33,7 @@ from trimodal.backbones import Backbone, get_backbone_class
 from trimodal.backbones.base import default_cache_dir, parameter_dtype
 from trimodal.config import HeadConfig, ModelConfig, from_dict
 from trimodal.configuration import TrimodalConfig
-from trimodal.modalities import MODALITIES
+from trimodal.modalities import MODALITIES, model_input
 from trimodal.model_card import read_training_record, write_model_card
 
 
@@ -155,10 +155,14 @@ class TrimodalModel(PreTrainedModel):
         return self.logit_scale.clamp(max=self.config.logit_scale_max)
 
     def backbone_features(self, modality: str, inputs: Any) -> torch.Tensor:
-        """Raw inputs → backbone features ``[B, backbone.output_dim]`` (before the head)."""
+        """Raw inputs → backbone features ``[B, backbone.output_dim]`` (before the head).
+
+        Inputs may come in their stored types (int16 waveforms, uint8 frames: the loader's
+        batches); :func:`~trimodal.modalities.model_input` makes them float where they are.
+        """
         if modality not in self.backbones:
             raise ValueError(f"this model has no {modality} channel (it has {self.modalities})")
-        return self.backbones[modality](inputs)
+        return self.backbones[modality](model_input(inputs))
 
     def project(self, modality: str, features: torch.Tensor) -> torch.Tensor:
         """Backbone features ``[B, F]`` → unit-norm shared-space embeddings ``[B, embed_dim]``.

@@ -12,7 +12,7 @@ import pyarrow as pa
 import torch
 import torch.nn.functional as F
 
-from trimodal.data.schema import audio_column, frame_columns, stable_int
+from trimodal.data.schema import audio_column, frame_columns, load_split, stable_int
 from trimodal.modalities import MODALITIES
 
 
@@ -41,8 +41,14 @@ class PreparedClips(torch.utils.data.Dataset):
     Items are dicts::
 
         "text":        str — one of the video's labels/tags (multi-word kept)
-        "audio":       float32 [S], S = round(window_s * audio_rate), mono in [-1, 1]
-        "video":       float32 [T, 3, video_size, video_size] in [0, 1] (not normalised)
+        "audio":       int16 [S], S = round(window_s * audio_rate), mono, full scale 32767
+        "video":       uint8 [T, 3, video_size, video_size] (float32 in [0, 1] where the
+                       split stores float16 frames; not normalised)
+
+    Waveforms and frames stay in their stored types through the DataLoader's workers (half
+    and a quarter of float32's bytes); the model's input adapter
+    (:func:`trimodal.modalities.model_input`, and the video backbones' preprocessing for
+    uint8) makes them float on the batch's device.
         "video_id":    str
         "clip_index":  int
         "label_ids":   int64 [n_labels_of_the_video]
@@ -92,18 +98,13 @@ class PreparedClips(torch.utils.data.Dataset):
         seed: int = 0,
         modalities: Sequence[str] = MODALITIES,
     ) -> None:
-        import datasets
-
         path = Path(path)
         if split is not None:
             path = path / split
-        if not (path / "dataset_info.json").is_file() and not (path / "state.json").is_file():
-            raise FileNotFoundError(
-                f"no prepared split at {path} (run `python -m data_prep prepare` first)"
-            )
         _check_options(modalities, eval_text, train_text, crop_scale)
         self.path = path
-        self.dataset = datasets.load_from_disk(str(path))  # memory-mapped Arrow files
+        self.dataset, manifest = load_split(path)  # memory-mapped Arrow files
+        self._fingerprint: str = manifest["fingerprint"]
         self.train = train
         self.augment = train if augment is None else augment
         self.audio_rate = audio_rate
@@ -173,8 +174,9 @@ class PreparedClips(torch.utils.data.Dataset):
 
     @property
     def fingerprint(self) -> str:
-        """The split's ``datasets`` fingerprint: it changes when the split is prepared anew."""
-        return self.dataset._fingerprint
+        """The split's fingerprint (a hash of its shards' content keys, ``split.json``): it
+        changes when the split is prepared anew from other media or settings."""
+        return self._fingerprint
 
     @property
     def label_ids(self) -> list[list[int]]:
@@ -228,7 +230,7 @@ class PreparedClips(torch.utils.data.Dataset):
             wave = self._audio[index]
             start = int(round(offset * self.audio_rate))
             n = int(round(window * self.audio_rate))
-            seg = np.array(wave[start : start + n], dtype=np.float32)  # copy out of the map
+            seg = np.array(wave[start : start + n])  # int16, a copy out of the map
             if len(seg) < n:
                 seg = np.pad(seg, (0, n - len(seg)))
             item["audio"] = torch.from_numpy(seg)
@@ -267,15 +269,19 @@ class PreparedClips(torch.utils.data.Dataset):
             # The stored frames carry a margin around the centred view of the stored size.
             ch = cw = min(side, self._frames_size)
             top = left = (side - ch) // 2
-        crop = np.array(stored[j, :, top : top + ch, left : left + cw])  # copy of the crop only
-        x = torch.from_numpy(crop).float()
-        if self._frame_dtype == "uint8":
-            x = x / 255.0
+        crop = torch.from_numpy(np.array(stored[j, :, top : top + ch, left : left + cw]))
+        if (ch, cw) == (out, out) and crop.dtype == torch.uint8:
+            return crop  # the centre view of the stored size: the stored bytes themselves
+        x = crop.float()  # uint8 values, or float16 frames in [0, 1]
         if (ch, cw) != (out, out):
             x = F.interpolate(
                 x, size=(out, out), mode="bilinear", antialias=True, align_corners=False
             )
-        return x.clamp_(0.0, 1.0)
+        if self._frame_dtype != "uint8":
+            return x.clamp_(0.0, 1.0)
+        # Back to uint8 for the trip to the device: within half a step (1/510) of the float
+        # resize, where a float32 result would be four times the bytes.
+        return x.round_().clamp_(0, 255).to(torch.uint8)
 
 
 def _check_options(
@@ -296,8 +302,8 @@ def _check_options(
 def collate_clips(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Batch items of :class:`PreparedClips`.
 
-    Returns ``"text"``: list[str]; ``"audio"``: float32 [B, S]; ``"video"``: float32
-    [B, T, 3, H, W]; ``"video_id"``: list[str]; ``"clip_index"``: int64 [B];
+    Returns ``"text"``: list[str]; ``"audio"``: int16 [B, S]; ``"video"``: uint8 (or
+    float32, see :class:`PreparedClips`) [B, T, 3, H, W]; ``"video_id"``: list[str]; ``"clip_index"``: int64 [B];
     ``"label_ids"``: list of int64 tensors (variable length); ``"labels_multi_hot"``:
     float32 [B, num_labels]. Keys absent from the items are absent from the batch.
     """

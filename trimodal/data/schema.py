@@ -6,13 +6,16 @@ place that says what such a row holds, so that the writer and the reader cannot 
 - **names**: the splits (:data:`SPLITS`), the per-clip metadata columns
   (:data:`METADATA_COLUMNS`, in stored order), the waveform columns (:func:`audio_column`:
   ``audio_48k``, ``audio_16k``) and the frame columns (:func:`frames_column`: ``frames_224``);
-- **stored shapes**: a waveform holds ``round(clip_length * rate)`` float32 samples
-  (:func:`audio_samples`); frames are ``[num_frames, 3, S, S]`` with ``S = round(size *
+- **stored shapes and types**: a waveform holds ``round(clip_length * rate)`` int16 samples
+  (:func:`audio_samples`, :func:`encode_waveform`: full scale 32767); frames are ``[num_frames, 3, S, S]`` with ``S = round(size *
   frame_margin)`` (:func:`stored_side`), a margin around the crop the model sees;
 - **the Arrow layout**: :func:`storage_schema` (built from the settings alone, what the
   decoding workers write) and :func:`clip_features` (the ``datasets.Features`` whose Arrow
   schema the split files carry), with :func:`check_storage_schema` to compare them, and the
   row encoders :func:`nested_list_array` and :func:`fixed_list_array`;
+- **the split directory** (:data:`STORAGE_FORMAT`, :func:`load_split`): the split's Arrow
+  files (IPC streams, the format ``datasets`` memory-maps) listed in ``split.json``, opened
+  with ``datasets.Dataset.from_file`` and ``concatenate_datasets``;
 - **stable hashing**: :func:`stable_int` and :func:`stable_unit` give the same number on every
   machine and Python run (``hash()`` is salted per process), :func:`media_stamp` tells a media
   file replaced under the same name from the old one.
@@ -24,6 +27,7 @@ worker processes use it without importing torch or ``datasets``.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,8 +35,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
+from trimodal.modalities import AUDIO_SCALE
+
 if TYPE_CHECKING:
     from trimodal.config import DataConfig
+
+# The layout of a prepared split directory; bump when it changes. Shards of another format are
+# not reused, and a split of another format is refused with how to prepare it again.
+# 2: ``save_to_disk``'s layout, float32 audio; 3: ``split.json`` + Arrow files, int16 audio.
+STORAGE_FORMAT = 3
+SPLIT_MANIFEST = "split.json"
 
 SPLITS = ("train", "dev", "test")
 
@@ -115,14 +127,14 @@ def metadata_type(name: str) -> pa.DataType:
 def storage_schema(config: DataConfig) -> pa.Schema:
     """Arrow storage schema of a prepared split under ``config`` (the layout ``datasets`` writes).
 
-    Column order: :data:`METADATA_COLUMNS`, the waveforms (fixed-size float32 lists), then
+    Column order: :data:`METADATA_COLUMNS`, the waveforms (fixed-size int16 lists), then
     the frames (``Array4D``: stored as four levels of variable-size lists).
     """
     fields = [pa.field(name, _arrow_type(kind)) for name, kind in METADATA_COLUMNS]
     length = clip_length(config)
     for rate in config.audio_rates:
         fields.append(
-            pa.field(audio_column(rate), pa.list_(pa.float32(), audio_samples(length, rate)))
+            pa.field(audio_column(rate), pa.list_(pa.int16(), audio_samples(length, rate)))
         )
     for size in config.frame_sizes:
         t = FRAME_DTYPES[config.frame_dtype]
@@ -145,7 +157,7 @@ def clip_features(config: DataConfig, vocabulary: list[str]):
     cols: dict[str, Any] = {name: feature(kind) for name, kind in METADATA_COLUMNS}
     length = clip_length(config)
     for rate in config.audio_rates:
-        cols[audio_column(rate)] = List(Value("float32"), length=audio_samples(length, rate))
+        cols[audio_column(rate)] = List(Value("int16"), length=audio_samples(length, rate))
     for size in config.frame_sizes:
         cols[frames_column(size)] = Array4D(
             shape=frames_shape(config, size), dtype=config.frame_dtype
@@ -183,9 +195,51 @@ def nested_list_array(x: np.ndarray) -> pa.Array:
     return arr
 
 
+def encode_waveform(x: np.ndarray) -> np.ndarray:
+    """float waveform ``[S]`` → the stored int16 ``[S]``: clipped to [-1, 1], times
+    :data:`~trimodal.modalities.AUDIO_SCALE`, rounded (an error of at most 1/65534)."""
+    return np.round(np.clip(x, -1.0, 1.0) * AUDIO_SCALE).astype(np.int16)
+
+
 def fixed_list_array(x: np.ndarray) -> pa.Array:
     """One row holding the 1-d array ``x`` as a fixed-size list (zero copy of the values)."""
     return pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(x)), len(x))
+
+
+# ----------------------------------------------------------------------------- split directory
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """``split.json`` of the split directory ``path``: ``format``, ``files`` (in row order),
+    ``rows``, ``fingerprint``. Raises ``FileNotFoundError`` where there is no split and
+    ``ValueError`` (one line: how to prepare again) for a split of another layout."""
+    redo = f"prepare it again: python -m data_prep prepare --corpus CORPUS --out {path.parent}"
+    manifest_path = path / SPLIT_MANIFEST
+    if not manifest_path.is_file():
+        if (path / "state.json").is_file():  # written by save_to_disk: format 2
+            raise ValueError(f"{path} is a prepared split of an older layout; {redo}")
+        raise FileNotFoundError(
+            f"no prepared split at {path} (run `python -m data_prep prepare` first)"
+        )
+    manifest = json.loads(manifest_path.read_text())
+    if manifest.get("format") != STORAGE_FORMAT:
+        raise ValueError(
+            f"{path} is a prepared split of layout {manifest.get('format')}, this trimodal "
+            f"reads {STORAGE_FORMAT}; {redo}"
+        )
+    return manifest
+
+
+def load_split(path: str | Path):
+    """The prepared split at ``path`` as a memory-mapped ``datasets.Dataset`` (its files
+    opened with ``Dataset.from_file``, concatenated in order) and its manifest."""
+    import datasets
+
+    path = Path(path)
+    manifest = read_manifest(path)
+    parts = [datasets.Dataset.from_file(str(path / name)) for name in manifest["files"]]
+    dataset = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+    return dataset, manifest
 
 
 # ----------------------------------------------------------------------------- stable hashing

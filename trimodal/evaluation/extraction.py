@@ -27,6 +27,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from trimodal.data.schema import SPLIT_MANIFEST
 from trimodal.embedding import SplitEmbeddings, data_options, extract_split
 from trimodal.utils import atomic_path, atomic_write_json
 
@@ -57,15 +58,14 @@ def model_fingerprint(model_dir: str | Path) -> str:
 
 
 def split_fingerprint(prepared_dir: str | Path, split: str, loader_options: dict[str, Any]) -> str:
-    """Hash of a prepared split's metadata (``state.json``, ``dataset_info.json``, the Arrow
-    files' names, sizes and modification times) and of the loader settings. The Arrow data
-    itself (tens of GB at full size) is not read: re-preparing a split changes the mtimes."""
+    """Hash of a prepared split's metadata (``split.json``, the Arrow files' names, sizes and
+    modification times) and of the loader settings. The Arrow data itself (tens of GB at
+    full size) is not read: re-preparing a split changes the mtimes."""
     split_dir = Path(prepared_dir) / split
     digest = hashlib.sha256()
-    for name in ("state.json", "dataset_info.json"):
-        path = split_dir / name
-        if path.is_file():
-            digest.update(name.encode() + b"\0" + path.read_bytes())
+    path = split_dir / SPLIT_MANIFEST
+    if path.is_file():
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
     for path in sorted(split_dir.glob("*.arrow")):
         stat = path.stat()
         digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())

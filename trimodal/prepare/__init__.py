@@ -23,14 +23,14 @@ What a prepared row holds (column names, stored shapes, stable hashing) is defin
 
 The output directory::
 
-    PREPARED/train, dev, test   ``datasets.load_from_disk`` directories (memory-mapped Arrow)
+    PREPARED/train, dev, test   Arrow files + ``split.json`` (``trimodal.data.schema.load_split``)
     PREPARED/summary.json       counts per split, skipped videos by reason, the settings
     PREPARED/skipped.jsonl      one line per video that could not be used, with its reason
     PREPARED/.work/             per-video shards while running (kept with ``keep_work``)
 
 A row is one clip: ``video_id``, ``clip_index``, ``start_s``/``end_s``, ``split``, ``labels``,
 ``label_ids`` (into the label vocabulary, the 45 music labels by default), ``texts`` (labels
-then tags), ``title``, ``published_at``, one mono float32 waveform per rate (``audio_48k``,
+then tags), ``title``, ``published_at``, one mono int16 waveform per rate (``audio_48k``,
 ``audio_16k``) and ``num_frames`` uniformly spaced frames per size (``frames_224``,
 ``frames_112``: ``[T, 3, S, S]`` with a crop margin, ``S = round(size * frame_margin)``).
 """

@@ -9,14 +9,14 @@ videos, and a media file replaced under the same name is decoded again.
 :func:`preparation_fingerprint` hashes the whole preparation (settings, ``videos.jsonl``,
 media stamps): :func:`previous_summary` finds an output that already holds exactly it.
 
-**Assembly.** :func:`assemble_splits` concatenates the shards of each split in video-id
-order into ``OUT/train``, ``dev`` and ``test``, ``load_from_disk`` directories of
-memory-mapped Arrow files. A split of at most :data:`MAX_FILE_BYTES` is one Arrow file, byte
-for byte what ``Dataset.save_to_disk`` writes (the shards' record batches are copied, not
-re-encoded); a bigger one is made of the videos' shards themselves (hard links: nothing is
-written twice), up to :data:`MAX_LINKED_FILES` videos, else of copied files of at most
-:data:`MAX_FILE_BYTES`. Each split directory is built beside the old one and swapped in
-whole.
+**Assembly.** :func:`assemble_splits` makes each split directory (``OUT/train``, ``dev``,
+``test``) from the split's shards in video-id order: up to :data:`MAX_LINKED_FILES` videos,
+its files are the videos' shards themselves (hard links: nothing is written twice), beyond
+it the shards' record batches are copied into files of about :data:`MAX_FILE_BYTES`. The
+files are Arrow IPC streams carrying the ``datasets`` features in their schema metadata,
+listed in ``split.json`` (:func:`trimodal.data.schema.load_split` opens them with
+``datasets.Dataset.from_file``, memory-mapped). Each split directory is built beside the old
+one and swapped in whole.
 """
 
 from __future__ import annotations
@@ -32,21 +32,24 @@ import pyarrow as pa
 
 from trimodal.config import DataConfig
 from trimodal.data.schema import (
+    SPLIT_MANIFEST,
     SPLITS,
+    STORAGE_FORMAT,
     audio_column,
     check_storage_schema,
     clip_features,
     frames_column,
     frames_shape,
 )
+from trimodal.modalities import AUDIO_SCALE
 from trimodal.prepare.shards import VideoTask
+from trimodal.utils import atomic_write_json
 
 WORK_DIR = ".work"
-SHARD_FORMAT = 2  # bump when the shard layout changes: old shards are then not reused
-MAX_FILE_BYTES = 500 * 10**6  # split files of at most this size, as ``save_to_disk``
-MAX_BATCH_BYTES = 100 * 10**6  # record batches of at most this size, as ``save_to_disk``
+SHARD_FORMAT = STORAGE_FORMAT  # shards of another format (their key carries it) are not reused
+MAX_FILE_BYTES = 500 * 10**6  # copied split files of about this size
 # Up to this many videos, a split's files are the videos' shards themselves (hard links, no
-# copy); beyond it the shards are copied into files of at most MAX_FILE_BYTES (each file
+# copy); beyond it the shards are copied into files of about MAX_FILE_BYTES (each file
 # is one memory map of the loading process: the default limit is 65530 maps).
 MAX_LINKED_FILES = 10_000
 
@@ -71,8 +74,9 @@ def shard_paths(work: Path, video_id: str, key: str) -> tuple[str, str]:
 
 
 def preparation_fingerprint(settings: dict[str, Any], corpus_text: bytes, stamps: list[Any]) -> str:
-    """A hash of a whole preparation: settings, ``videos.jsonl`` and every media stamp."""
-    blob = json.dumps([settings, stamps], sort_keys=True).encode() + corpus_text
+    """A hash of a whole preparation: settings, ``videos.jsonl``, every media stamp and the
+    storage format (an output of another format is prepared again)."""
+    blob = json.dumps([settings, stamps, SHARD_FORMAT], sort_keys=True).encode() + corpus_text
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
@@ -130,30 +134,39 @@ def assemble_splits(
 def _assemble_split(out_dir: Path, split: str, shards: list[str], features) -> int:
     """Write ``out_dir/split`` from ``shards`` (in order); return its number of rows."""
     schema = features.arrow_schema
-    # The shard names carry a key of their content: so does the dataset fingerprint.
+    # The shard names carry a key of their content: so does the split's fingerprint.
     fingerprint = hashlib.sha256("\n".join(Path(s).name for s in shards).encode()).hexdigest()
     final, tmp, old = out_dir / split, out_dir / f".{split}.tmp", out_dir / f".{split}.old"
     for p in (tmp, old):
         shutil.rmtree(p, ignore_errors=True)
-    n_clips = _link_split(tmp, shards, schema, features, fingerprint[:16])
-    if n_clips is None:  # many videos, or shards of another layout: copy the batches
-        shutil.rmtree(tmp, ignore_errors=True)
-        parts = [_read_shard(s, schema) for s in shards]
-        table = pa.concat_tables(parts) if parts else schema.empty_table()
-        _write_split(tmp, table, features, fingerprint[:16])
-        n_clips = table.num_rows
+    tmp.mkdir(parents=True)
+    if shards and len(shards) <= MAX_LINKED_FILES and _same_schema(shards, schema):
+        names = _link_shards(tmp, shards)
+    else:  # many videos (one memory map per file), no videos, or shards of another layout
+        names = _copy_shards(tmp, shards, schema)
+    rows = sum(_rows(tmp / name) for name in names)
+    manifest = {
+        "format": STORAGE_FORMAT,
+        "files": names,
+        "rows": rows,
+        "fingerprint": fingerprint[:16],
+    }
+    atomic_write_json(tmp / SPLIT_MANIFEST, manifest)
     # Swap the finished directory in: the previous output stays until the new one is whole.
     if final.exists():
         os.replace(final, old)
     os.replace(tmp, final)
     shutil.rmtree(old, ignore_errors=True)
-    return n_clips
+    return rows
 
 
 def _columns_summary(config: DataConfig) -> dict[str, Any]:
     """The summary's description of the array columns."""
     return {
-        "audio": {audio_column(r): {"rate": r, "dtype": "float32"} for r in config.audio_rates},
+        "audio": {
+            audio_column(r): {"rate": r, "dtype": "int16", "scale": AUDIO_SCALE}
+            for r in config.audio_rates
+        },
         "frames": {
             frames_column(s): {
                 "shape": list(frames_shape(config, s)),
@@ -163,6 +176,31 @@ def _columns_summary(config: DataConfig) -> dict[str, Any]:
             for s in config.frame_sizes
         },
     }
+
+
+def _rows(path: Path) -> int:
+    """Rows of an Arrow stream file (record batch headers only: the data stays on disk)."""
+    return pa.ipc.open_stream(pa.memory_map(str(path))).read_all().num_rows
+
+
+def _same_schema(shards: list[str], schema: pa.Schema) -> bool:
+    """Whether every shard is written in exactly ``schema`` (metadata included)."""
+    for shard in shards:
+        with pa.memory_map(shard) as source:
+            if not pa.ipc.open_stream(source).schema.equals(schema, check_metadata=True):
+                return False
+    return True
+
+
+def _link_shards(path: Path, shards: list[str]) -> list[str]:
+    """Make the shards the split's files (hard links: nothing is written twice)."""
+    names = [f"data-{i:05d}-of-{len(shards):05d}.arrow" for i in range(len(shards))]
+    for shard, name in zip(shards, names):
+        try:
+            os.link(shard, path / name)  # shards are never modified: they are renamed in whole
+        except OSError:  # a file system without hard links
+            shutil.copyfile(shard, path / name)
+    return names
 
 
 def _read_shard(path: str, schema: pa.Schema) -> pa.Table:
@@ -178,83 +216,22 @@ def _read_shard(path: str, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-def _link_split(
-    path: Path, shards: list[str], schema: pa.Schema, features, fingerprint: str
-) -> int | None:
-    """Make the shards the split's files (hard links); return the number of rows.
-
-    None (nothing written) when ``save_to_disk`` would have written a single file (a split
-    of at most :data:`MAX_FILE_BYTES`: it is then one memory-mapped table), when the split
-    has more than :data:`MAX_LINKED_FILES` videos, or when a shard's schema is not exactly
-    ``schema``. A split of several files loads as a concatenation of memory-mapped tables
-    either way.
-    """
-    if not shards or len(shards) > MAX_LINKED_FILES:
-        return None
-    rows = nbytes = 0
-    for shard in shards:
-        reader = pa.ipc.open_stream(pa.memory_map(shard))
-        if not reader.schema.equals(schema, check_metadata=True):
-            return None
-        table = reader.read_all()  # batch headers only: the data stays on disk
-        rows, nbytes = rows + table.num_rows, nbytes + table.nbytes
-    if min(rows, int(nbytes / MAX_FILE_BYTES) + 1) <= 1:
-        return None
-    path.mkdir(parents=True)
-    names = [f"data-{i:05d}-of-{len(shards):05d}.arrow" for i in range(len(shards))]
-    for shard, name in zip(shards, names):
-        try:
-            os.link(shard, path / name)  # shards are never modified: they are renamed in whole
-        except OSError:  # a file system without hard links
-            shutil.copyfile(shard, path / name)
-    _write_split_json(path, names, rows, schema.names, features, fingerprint)
-    return rows
-
-
-def _write_split(path: Path, table: pa.Table, features, fingerprint: str) -> None:
-    """Write ``table`` to the directory ``path`` as ``Dataset.save_to_disk`` lays it out.
-
-    Same files (``data-XXXXX-of-NNNNN.arrow`` of at most 500 MB, contiguous row ranges,
-    record batches of at most ~100 MB), ``dataset_info.json`` and ``state.json``, but the
-    batches are copied from the memory-mapped shards instead of going through ``datasets``.
-    """
-    rows, nbytes = table.num_rows, table.nbytes
-    num_files = min(rows, int(nbytes / MAX_FILE_BYTES) + 1) if rows else 1
-    batch_rows = 1000  # datasets.config.DEFAULT_MAX_BATCH_SIZE
-    if nbytes > 0:
-        batch_rows = min(batch_rows, max(1, rows * MAX_BATCH_BYTES // nbytes))
-    path.mkdir(parents=True)
-    names = [f"data-{i:05d}-of-{num_files:05d}.arrow" for i in range(num_files)]
-    div, mod = divmod(rows, num_files)
-    for i, name in enumerate(names):
-        start = div * i + min(i, mod)
-        stop = start + div + (1 if i < mod else 0)
-        with pa.OSFile(str(path / name), "wb") as sink:
-            with pa.ipc.new_stream(sink, table.schema) as writer:
-                for a in range(start, stop, batch_rows):
-                    part = table.slice(a, min(batch_rows, stop - a)).combine_chunks()
-                    writer.write_table(part, max_chunksize=batch_rows)
-    _write_split_json(path, names, rows, table.column_names, features, fingerprint)
-
-
-def _write_split_json(
-    path: Path, names: list[str], rows: int, columns: list[str], features, fingerprint: str
-) -> None:
-    """``state.json`` and ``dataset_info.json`` of a split, as ``save_to_disk`` writes them."""
-    from datasets import DatasetInfo
-    from datasets.utils.py_utils import asdict
-
-    state = {
-        "_data_files": [{"filename": name} for name in names],
-        "_fingerprint": fingerprint,
-        "_format_columns": list(columns) if rows else None,
-        "_format_kwargs": {},
-        "_format_type": None,
-        "_output_all_columns": False,
-        "_split": None,
-    }
-    (path / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True))
-    info = asdict(DatasetInfo(features=features))
-    (path / "dataset_info.json").write_text(
-        json.dumps({k: info[k] for k in sorted(info)}, indent=2)
-    )
+def _copy_shards(path: Path, shards: list[str], schema: pa.Schema) -> list[str]:
+    """Copy the shards' record batches, in order, into Arrow stream files of about
+    :data:`MAX_FILE_BYTES` each (at least one file, empty for a split without videos)."""
+    names: list[str] = []
+    writer, size = None, 0
+    try:
+        for shard in shards or [None]:
+            table = _read_shard(shard, schema) if shard else schema.empty_table()
+            if writer is None or size + table.nbytes > MAX_FILE_BYTES:
+                if writer is not None:
+                    writer.close()
+                names.append(f"data-{len(names):05d}.arrow")
+                writer, size = pa.ipc.new_stream(str(path / names[-1]), schema), 0
+            writer.write_table(table)
+            size += table.nbytes
+    finally:
+        if writer is not None:
+            writer.close()
+    return names

@@ -31,6 +31,7 @@ from trimodal.data.schema import (
     audio_column,
     audio_samples,
     check_storage_schema,
+    encode_waveform,
     fixed_list_array,
     frames_column,
     metadata_type,
@@ -150,9 +151,8 @@ def _clip_columns(
     }
     for rate in cfg.audio_rates:
         a, n = audio_samples(start, rate), audio_samples(length, rate)
-        # Zeros past the end of the track (rounding at the very end).
-        seg = np.clip(media.audio_at(rate, a, n), -1.0, 1.0)
-        cols[audio_column(rate)] = fixed_list_array(seg)
+        # Zeros past the end of the track (rounding at the very end); stored as int16.
+        cols[audio_column(rate)] = fixed_list_array(encode_waveform(media.audio_at(rate, a, n)))
     # Frame j shows time start + (j + 0.5) * length / T: the centres of T equal bins.
     T = cfg.num_frames
     frames = media.frames_at(start + (np.arange(T) + 0.5) * length / T)

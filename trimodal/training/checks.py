@@ -106,6 +106,15 @@ def _data_problems(config: ExperimentConfig) -> list[str]:
             f"--data / data.prepared_dir: {prepared} has no {' or '.join(missing)} split; "
             "is it the output directory of `trimodal prepare`?"
         ]
+    from trimodal.data.schema import read_manifest
+
+    for split in ("train", "dev"):
+        try:
+            read_manifest(root / split)
+        except FileNotFoundError:  # an empty split directory: the loader says so
+            pass
+        except ValueError as err:  # another layout: how to prepare it again
+            return [f"--data / data.prepared_dir: {err}"]
     return []
 
 

@@ -745,7 +745,14 @@ class Trainer:
     def save_checkpoint(self) -> Path:
         """Full training state (model, optimiser, scheduler, RNG, loop position) in
         ``checkpoints/checkpoint_<step>``, written atomically: a run killed while saving
-        leaves the previous checkpoints intact and no half-written one."""
+        leaves the previous checkpoints intact and no half-written one.
+
+        The rotation is ours, not Accelerate's ``ProjectConfiguration(
+        automatic_checkpoint_naming=True, total_limit=...)``: that (accelerate 1.16)
+        deletes the oldest checkpoints *before* writing the new one straight into
+        ``checkpoint_<save count>`` (no temporary directory: it overrides the directory
+        given to ``save_state``), so a kill while saving leaves a half-written newest
+        checkpoint — and with ``total_limit=1`` none whole."""
         if self.feature_cache is not None:
             self.feature_cache.flush()
         directory = self.output_dir / "checkpoints"

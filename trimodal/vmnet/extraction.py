@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from trimodal.modalities import model_input
 from trimodal.vmnet.extractors import (
     ArrayLookup,
     ClipExtractor,
@@ -73,16 +74,16 @@ class _TransformedClips(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         item = self.clips[index]
         for modality, extractor in self.extractors.items():
-            item[modality] = extractor.transform_clip(item[modality], self.clips)
+            item[modality] = extractor.transform_clip(model_input(item[modality]), self.clips)
         return item
 
 
 def stored_audio_rates(prepared: Path, split: str) -> list[int]:
     """Sample rates of the audio columns a prepared split stores, ascending."""
-    import datasets
+    from trimodal.data.schema import load_split
 
     rates = []
-    for column in datasets.load_from_disk(str(prepared / split)).features:
+    for column in load_split(prepared / split)[0].features:
         # Column names of trimodal.data.clips: audio_48k, or audio_22050hz off the kHz grid.
         match = re.fullmatch(r"audio_(\d+)(k|hz)", column)
         if match:
@@ -123,7 +124,7 @@ def _clip_features(
     )
     for batch in loader:
         for modality in modalities:
-            outputs[modality].append(extractors[modality](batch[modality]))
+            outputs[modality].append(extractors[modality](model_input(batch[modality])))
         bar.update(len(batch["video_id"]))
     bar.close()
     return {m: np.concatenate(rows) for m, rows in outputs.items()}

@@ -109,7 +109,11 @@ def assert_same_embeddings(ours: dict[str, object], theirs: dict[str, object]) -
             np.testing.assert_array_equal(a, b, err_msg=f"{name}.{column}")
 
 
-def test_embed_prepared_on_ray_gives_the_local_embeddings(tmp_path_factory, tmp_path, cluster):
+# Slow: starting two actors (each imports torch and the model) takes 10-45 s on 2 shared cores.
+@pytest.mark.slow
+def test_embed_prepared_on_ray_gives_the_local_embeddings(
+    tmp_path_factory, tmp_path, cluster, capsys
+):
     """The model pass alone on two replicas (the decoding on Ray: the prepare tests above)."""
     local = embedded(tmp_path_factory)  # the search tests' local run
     argv = ["--prepared", str(local / "cache" / "prepared"), "--split", "test", "--no-progress"]
@@ -121,6 +125,12 @@ def test_embed_prepared_on_ray_gives_the_local_embeddings(tmp_path_factory, tmp_
         list((local / "parts").iterdir())
     )
     assert_same_embeddings(embed_outputs(tmp_path / "out"), embed_outputs(local))
+    # More replicas than the cluster has CPUs: one line, not a wait for ever.
+    argv[argv.index("--replicas") + 1] = "3"
+    capsys.readouterr()
+    assert cli.main_embed([*argv[:-1], str(tmp_path / "out3")]) == 2
+    err = capsys.readouterr().err.splitlines()  # Ray's log lines may come in between
+    assert "error: 3 replicas need 3 CPUs; the Ray cluster has 2" in err
 
 
 @pytest.mark.slow

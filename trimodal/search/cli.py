@@ -84,7 +84,7 @@ def _cluster(options: Any) -> Any:
         return contextlib.nullcontext()
     from trimodal.prepare.ray_executor import ray_session
 
-    return ray_session(options.ray_address, options.prepare_workers)
+    return ray_session(options.ray_address, max(options.prepare_workers, options.replicas))
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 
 from trimodal.prepare.ray_executor import ray_session
 from trimodal.search.embedder import EmbedOptions, embed_groups
+from trimodal.search.errors import SearchError
 
 # Calls per replica: small enough to balance the replicas, large enough that each call's
 # overhead (a few milliseconds) is small beside its batches.
@@ -58,10 +59,14 @@ def embed_on_ray(
     writing the parts of the videos it finishes to ``parts``."""
     from tqdm.auto import tqdm
 
-    with ray_session(options.ray_address, options.prepare_workers) as ray:
+    with ray_session(options.ray_address, max(options.prepare_workers, options.replicas)) as ray:
         from ray.util import ActorPool
 
         gpu = options.device.startswith("cuda")
+        n, unit = min(options.replicas, len(todo)), "GPU" if gpu else "CPU"
+        have = int(ray.cluster_resources().get(unit, 0))
+        if have < n:  # Ray would wait for them for ever
+            raise SearchError(f"{n} replicas need {n} {unit}s; the Ray cluster has {have}")
         # Each actor sees its own GPU as "cuda"; its bar would only interleave with the others.
         actor_options = dataclasses.replace(
             options, device="cuda" if gpu else options.device, show_progress=False
@@ -70,14 +75,15 @@ def embed_on_ray(
                            max_restarts=1, max_task_retries=1)(Replica)  # fmt: skip
         shared = [ray.put(x) for x in (model, dataset)]
         replicas = [
-            actor.remote(*shared, str(parts.resolve()), keys, done, actor_options)
-            for _ in range(min(options.replicas, len(todo)))
+            actor.remote(*shared, str(parts.resolve()), keys, done, actor_options) for _ in range(n)
         ]
         size = max(1, -(-len(todo) // (len(replicas) * CALLS_PER_REPLICA)))
         chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
         with tqdm(total=len(todo), desc="embed", unit="batch",
                   disable=not options.show_progress) as bar:  # fmt: skip
-            for n in ActorPool(replicas).map_unordered(lambda a, c: a.embed.remote(c), chunks):
-                bar.update(n)
+            for batches in ActorPool(replicas).map_unordered(
+                lambda a, c: a.embed.remote(c), chunks
+            ):
+                bar.update(batches)
         for replica in replicas:
             ray.kill(replica)

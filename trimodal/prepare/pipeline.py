@@ -12,7 +12,8 @@ The steps, in the order :func:`prepare` runs them:
 3. give each train video its share of clips and describe each video's work as a
    :class:`~trimodal.prepare.shards.VideoTask` named by a key of its content;
 4. decode the videos that have no finished shard yet in worker processes
-   (:mod:`~trimodal.prepare.pool`, :mod:`~trimodal.prepare.shards`);
+   (:mod:`~trimodal.prepare.pool`, :mod:`~trimodal.prepare.shards`), or in Ray tasks with
+   ``prepare_executor: ray`` (:mod:`~trimodal.prepare.ray_executor`, docs/cluster.md);
 5. assemble the shards into the split datasets (:mod:`~trimodal.prepare.assembly`) and write
    ``summary.json`` and ``skipped.jsonl`` beside them.
 """

@@ -4,7 +4,7 @@
 
     python -m data_prep prepare --corpus CORPUS --out PREPARED [--config YAML] [--workers N]
         [--clip-seconds 8] [--scheme clips|segments] [--seed 0] [--decoder auto|pyav|decord]
-        [--keep-work] [--force]
+        [--executor local|ray] [--ray-address ADDR] [--keep-work] [--force]
 
 For every usable video of ``CORPUS/videos.jsonl`` (:mod:`trimodal.prepare.corpus`):
 
@@ -33,7 +33,9 @@ default: decord where it is installed, PyAV for each file decord cannot read), `
 ``decord``. It runs in worker processes forked from a ``forkserver`` that has imported the
 decoding libraries once (the workers import neither torch nor ``datasets``): a file that
 crashes the decoder kills a worker, not the run (the crashed video is retried alone and
-then skipped). Every video that cannot be
+then skipped). With ``--executor ray`` the videos are decoded by Ray tasks on a cluster
+instead (the output directory on storage every node sees; docs/cluster.md), with the same
+retries and the same output. Every video that cannot be
 used — malformed record, unsafe id, unknown label, missing/empty/truncated/unreadable media,
 no audio or video stream, shorter than one clip, outside every age range — is listed in
 ``skipped.jsonl`` with its reason and counted in the summary.
@@ -88,6 +90,8 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
         "split_by": args.split_by,
         "frame_dtype": args.frame_dtype,
         "decoder": args.decoder,
+        "prepare_executor": args.executor,
+        "ray_address": args.ray_address,
     }
     if args.dense_train:
         overrides["sparse_train"] = False
@@ -127,6 +131,8 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split-by", choices=["hash", "age"], default=None, help="videos without a split: by a hash of the id or by age (default: hash)")  # fmt: skip
     p.add_argument("--frame-dtype", choices=["uint8", "float16"], default=None, help="stored frames (default: uint8, exact)")  # fmt: skip
     p.add_argument("--decoder", choices=["auto", "pyav", "decord"], default=None, help="backend that reads the frames: decord where installed with PyAV for what it cannot read, or one alone (default: data.decoder, auto)")  # fmt: skip
+    p.add_argument("--executor", choices=["local", "ray"], default=None, help="where the videos are decoded: a local process pool, or Ray tasks on a cluster (pip install 'trimodal[ray]'; docs/cluster.md) (default: data.prepare_executor, local)")  # fmt: skip
+    p.add_argument("--ray-address", default=None, help="with --executor ray: the cluster to join (auto, or ray://HOST:10001); default: start a local Ray with --workers CPUs")  # fmt: skip
     p.add_argument("--dense-train", action="store_true", help="keep every train clip (default: the study's sampled share)")  # fmt: skip
     p.add_argument("--keep-work", action="store_true", help="keep the per-video intermediate files")  # fmt: skip
     p.add_argument("--force", action="store_true", help="prepare again even if already prepared")  # fmt: skip

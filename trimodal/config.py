@@ -215,6 +215,14 @@ class DataConfig:
         "a record with a name outside it is skipped",
     )  # fmt: skip
     prepare_workers: int = _setting(2, "decoding processes of prepare")
+    prepare_executor: Literal["local", "ray"] = _setting(
+        "local", "where prepare decodes: local (a process pool) or ray (Ray tasks on a "
+        "cluster; the ray extra, docs/cluster.md)",
+    )  # fmt: skip
+    ray_address: str | None = _setting(
+        None, "executor ray: the cluster to join (auto, or ray://HOST:10001); null: start a "
+        "local one with prepare_workers CPUs",
+    )  # fmt: skip
     decoder: Literal["auto", "pyav", "decord"] = _setting(
         "auto", "frame decoder: auto (decord where installed, PyAV for each file decord "
         "cannot read), pyav or decord",

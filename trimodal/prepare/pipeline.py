@@ -12,7 +12,8 @@ The steps, in the order :func:`prepare` runs them:
 3. give each train video its share of clips and describe each video's work as a
    :class:`~trimodal.prepare.shards.VideoTask` named by a key of its content;
 4. decode the videos that have no finished shard yet in worker processes
-   (:mod:`~trimodal.prepare.pool`, :mod:`~trimodal.prepare.shards`);
+   (:mod:`~trimodal.prepare.pool`, :mod:`~trimodal.prepare.shards`), or in Ray tasks with
+   ``prepare_executor: ray`` (:mod:`~trimodal.prepare.ray_executor`, docs/cluster.md);
 5. assemble the shards into the split datasets (:mod:`~trimodal.prepare.assembly`) and write
    ``summary.json`` and ``skipped.jsonl`` beside them.
 """
@@ -81,6 +82,10 @@ def prepare(
     """
     config = config or DataConfig()
     validate_config(config)
+    if config.prepare_executor == "ray":  # before any work: Ray is an optional extra
+        from trimodal.prepare.ray_executor import import_ray
+
+        import_ray()
     workers = max(1, workers or config.prepare_workers)
     corpus_dir, out_dir = Path(corpus_dir), Path(out_dir)
     vocabulary = label_vocabulary(config)
@@ -99,14 +104,15 @@ def prepare(
         print(f"{out_dir} is already prepared from this corpus and config (use --force to redo)")
         return old
 
-    # The forkserver imports the decoding modules while this process imports ``datasets``.
-    start_workers_early()
+    if config.prepare_executor == "local":
+        # The forkserver imports the decoding modules while this process imports ``datasets``.
+        start_workers_early()
     schema = clip_features(config, vocabulary).arrow_schema.serialize().to_pybytes()
     usable, splits, skipped = _screen(records, errors, corpus_dir, vocabulary, config)
     work_dir = out_dir / WORK_DIR
     tasks = _plan_tasks(usable, splits, corpus_dir, config, vocabulary, stamps, work_dir, schema)
     results, todo = reuse_finished(tasks)
-    decode_s = _decode(todo, len(tasks), workers, work_dir, results, show_progress)
+    decode_s = _decode(todo, len(tasks), workers, work_dir, results, show_progress, config)
     failed = [results[t.video_id] for t in tasks if results[t.video_id]["status"] != "ok"]
     skipped += [{k: r[k] for k in ("video_id", "reason", "detail")} for r in failed]
     summary = assemble_splits(out_dir, tasks, results, config, vocabulary)
@@ -239,8 +245,10 @@ def _decode(
     work_dir: Path,
     results: dict[str, dict[str, Any]],
     show_progress: bool,
+    config: DataConfig,
 ) -> float:
-    """Run the unfinished tasks in the worker pool, adding to ``results``; return seconds."""
+    """Run the unfinished tasks in the worker pool (or on Ray: ``config.prepare_executor``),
+    adding to ``results``; return seconds."""
     from tqdm.auto import tqdm
 
     (work_dir / "shards").mkdir(parents=True, exist_ok=True)
@@ -253,7 +261,11 @@ def _decode(
         unit="video",
         disable=not show_progress,
     ) as bar:
-        if todo:
+        if todo and config.prepare_executor == "ray":
+            from trimodal.prepare.ray_executor import run_ray
+
+            results.update(run_ray(todo, workers, bar, video_work, config.ray_address))
+        elif todo:
             results.update(run_pool(todo, min(workers, len(todo)), bar, work=video_work))
     return time.perf_counter() - t0
 

@@ -113,19 +113,31 @@ def _run_group(
     return unfinished
 
 
+def crash_attempts(task: VideoTask) -> list[VideoTask]:
+    """The tries left for a video whose worker died: the task again, then, with ``decoder:
+    auto``, the task with PyAV alone (the fast path may be what crashes). When they die too,
+    the video is skipped as ``decoder_crash`` (:func:`crash_skip`)."""
+    attempts = [task]
+    if task.config.get("decoder", "auto") == "auto":
+        attempts.append(dataclasses.replace(task, config={**task.config, "decoder": "pyav"}))
+    return attempts
+
+
+def crash_skip(task: VideoTask) -> dict[str, Any]:
+    """The result of a video that killed its worker on every try."""
+    return skip_result(task, "decoder_crash", "the decoding process died on this file")
+
+
 def _run_alone(
     task: VideoTask, ctx: multiprocessing.context.BaseContext, work: Work
 ) -> dict[str, Any]:
     """Run one suspect task in a pool of its own. If it dies again with ``decoder: auto``,
     the fast path may be what crashes: once more with PyAV alone; a last death skips the
     video as ``decoder_crash``."""
-    attempts = [task]
-    if task.config.get("decoder", "auto") == "auto":
-        attempts.append(dataclasses.replace(task, config={**task.config, "decoder": "pyav"}))
-    for attempt in attempts:
+    for attempt in crash_attempts(task):
         with cf.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as solo:
             try:
                 return solo.submit(work, attempt).result()
             except cf.process.BrokenProcessPool:
                 continue
-    return skip_result(task, "decoder_crash", "the decoding process died on this file")
+    return crash_skip(task)

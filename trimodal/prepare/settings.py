@@ -28,6 +28,8 @@ LOADER_ONLY = frozenset(
         "prepared_dir",
         "num_workers",
         "prepare_workers",
+        "prepare_executor",
+        "ray_address",
         "audio_rate",
         "video_size",
         "crop_seconds",

@@ -8,6 +8,7 @@ with 2; ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Callable
@@ -70,7 +71,20 @@ def _options(args: argparse.Namespace) -> Any:
         precision=args.precision,
         previews=not getattr(args, "no_previews", False),
         show_progress=not args.no_progress,
+        executor=getattr(args, "executor", "local"),
+        ray_address=getattr(args, "ray_address", None),
+        replicas=getattr(args, "replicas", 1),
     )
+
+
+def _cluster(options: Any) -> Any:
+    """The Ray session of an ``--executor ray`` run (one for its decoding and its model
+    pass), else nothing."""
+    if options.executor != "ray":
+        return contextlib.nullcontext()
+    from trimodal.prepare.ray_executor import ray_session
+
+    return ray_session(options.ray_address, max(options.prepare_workers, options.replicas))
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -110,6 +124,21 @@ def build_embed_parser() -> argparse.ArgumentParser:
         "of the data the model was trained on (RUN/config.yaml), else DataConfig's",
     )
     parser.add_argument("--no-previews", action="store_true", help="no thumbnails/audio snippets")
+    parser.add_argument(
+        "--executor",
+        default="local",
+        choices=["local", "ray"],
+        help="local, or ray: decoding in Ray tasks, the model in --replicas Ray actors "
+        "(pip install 'trimodal[ray]'; docs/cluster.md)",
+    )
+    parser.add_argument(
+        "--ray-address",
+        help="with --executor ray: the cluster to join (auto, or ray://HOST:10001); default: "
+        "start a local Ray with --workers CPUs",
+    )
+    parser.add_argument(
+        "--replicas", type=int, default=1, help="with --executor ray: model replicas (actors)"
+    )
     _add_run_options(parser)
     return parser
 
@@ -141,16 +170,17 @@ def _embed(args: argparse.Namespace) -> int:
         path = embedder.write_texts(args.out, texts, embedder.embed_texts(model, texts), info)
         print(f"embedded {len(texts)} texts into {path}")
         return 0
-    if args.prepared:
-        meta = embedder.embed_prepared(
-            model, args.prepared, args.split, args.out, model_fp=model_fp, options=options,
-            info=info,
-        )  # fmt: skip
-    else:
-        meta = embedder.embed_media(
-            model, args.sources, args.out, model_fp=model_fp, data_config=data_config,
-            options=options, info=info,
-        )  # fmt: skip
+    with _cluster(options):
+        if args.prepared:
+            meta = embedder.embed_prepared(
+                model, args.prepared, args.split, args.out, model_fp=model_fp, options=options,
+                info=info,
+            )  # fmt: skip
+        else:
+            meta = embedder.embed_media(
+                model, args.sources, args.out, model_fp=model_fp, data_config=data_config,
+                options=options, info=info,
+            )  # fmt: skip
     print(
         f"embedded {meta['videos']} videos ({meta['clips']} clips; {meta['reused_videos']} "
         f"reused from an earlier run), skipped {meta['skipped']} (see "

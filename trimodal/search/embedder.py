@@ -63,7 +63,10 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]+")
 class EmbedOptions:
     """How to run: batch size, loader workers, ``prepare``'s decoding processes, device
     (``cpu``, ``cuda``, ``cuda:1``, ``mps``), precision (``fp32``, ``bf16``, ``fp16``:
-    autocast), previews (the page's thumbnail and audio snippet), progress bars."""
+    autocast), previews (the page's thumbnail and audio snippet), progress bars; the
+    executor: ``local`` (this process) or ``ray`` (decoding in Ray tasks, the model in
+    ``replicas`` Ray actors, one GPU each when ``device`` is CUDA; ``ray_address``: the
+    cluster to join, else a local one; docs/cluster.md)."""
 
     batch_size: int = 16
     num_workers: int = 0
@@ -72,10 +75,17 @@ class EmbedOptions:
     precision: str = "fp32"
     previews: bool = True
     show_progress: bool = True
+    executor: str = "local"
+    ray_address: str | None = None
+    replicas: int = 1
 
     def check(self) -> None:
         if self.batch_size < 1 or self.prepare_workers < 1 or self.num_workers < 0:
             raise SearchError("batch size and workers must be >= 1 (loader workers >= 0)")
+        if self.executor not in ("local", "ray") or self.replicas < 1:
+            raise SearchError(
+                f"executor must be local or ray (got {self.executor!r}), replicas >= 1"
+            )
         if self.precision not in PRECISIONS:
             raise SearchError(
                 f"precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}"
@@ -298,6 +308,9 @@ def embed_media(
     out = Path(out_dir)
     records = collect_records(sources)
     config = model_data_config(model, data_config or DataConfig(), records)
+    config = dataclasses.replace(
+        config, prepare_executor=options.executor, ray_address=options.ray_address
+    )
     corpus, prepared = out / "cache" / "corpus", out / "cache" / "prepared"
     write_corpus(corpus, records)
     try:
@@ -462,16 +475,38 @@ def _embed_missing(
     audio_only: set[str],
 ) -> int:
     """Embed the videos without a finished part, writing one part per video (without a video
-    embedding for the ids in ``audio_only``); return how many videos were reused."""
+    embedding for the ids in ``audio_only``); return how many videos were reused (on Ray
+    with ``options.executor``)."""
+    done = {vid for vid, key in keys.items() if (parts / f"{key}.npz").is_file()}
+    todo = [g for g in _groups(dataset.video_ids, options.batch_size)
+            if any(dataset.video_ids[r] not in done for r in g)]  # fmt: skip
+    if options.executor == "ray" and todo:
+        from trimodal.search.ray_executor import embed_on_ray
+
+        embed_on_ray(model, dataset, todo, parts, keys, done, options, audio_only)
+    else:
+        embed_groups(model, dataset, todo, parts, keys, done, options, audio_only)
+    return len(done)
+
+
+def embed_groups(
+    model: Any,
+    dataset: Any,
+    todo: list[list[int]],
+    parts: Path,
+    keys: dict[str, str],
+    done: set[str],
+    options: EmbedOptions,
+    audio_only: set[str],
+) -> None:
+    """Embed the batches of dataset rows ``todo`` (:func:`_groups`), writing the part (and
+    previews) of each video not ``done`` (without a video embedding for ``audio_only``)."""
     import torch
     from tqdm.auto import tqdm
 
     from trimodal.data import collate_clips
     from trimodal.embedding import embed_batches
 
-    done = {vid for vid, key in keys.items() if (parts / f"{key}.npz").is_file()}
-    todo = [g for g in _groups(dataset.video_ids, options.batch_size)
-            if any(dataset.video_ids[r] not in done for r in g)]  # fmt: skip
     device = torch.device(options.device)
     dtype = PRECISIONS[options.precision]
     inner = getattr(model, "module", model)
@@ -496,7 +531,6 @@ def _embed_missing(
                 _write_part(parts / f"{keys[vid]}.npz", result, rows, blank)
                 if options.previews:
                     write_previews(parts.parent / "previews", dataset, group[rows[0]], vid, blank)
-    return len(done)
 
 
 def _write_part(path: Path, result: Any, rows: list[int], audio_only: bool = False) -> None:

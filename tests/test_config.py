@@ -127,7 +127,7 @@ def _expected_demo_config():
     train = TrainConfig(
         output_dir="runs/demo",
         select_metric="video/mean_mAP",
-        epochs=24,
+        epochs=36,
         batch_size=32,
         feature_cache_views=4,
         gradient_accumulation_steps=1,

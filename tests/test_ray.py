@@ -43,9 +43,13 @@ def cluster():
 
 
 def output_bytes(out: Path) -> dict[str, bytes]:
-    """Every file of the split datasets and ``skipped.jsonl``, by path under ``out``."""
-    files = [p for s in PARTS for p in (out / s).rglob("*") if p.is_file()]
-    files.append(out / "skipped.jsonl")
+    """Every file of the split datasets (``split.json`` and the files it lists: not the
+    ``cache-*.arrow`` files that ``datasets`` writes beside them when a test maps or filters
+    a split) and ``skipped.jsonl``, by path under ``out``."""
+    files = [out / "skipped.jsonl"]
+    for split in PARTS:
+        manifest = out / split / "split.json"
+        files += [manifest, *(out / split / f for f in json.loads(manifest.read_text())["files"])]
     return {p.relative_to(out).as_posix(): p.read_bytes() for p in files}
 
 

@@ -22,7 +22,7 @@ synthetic corpus is generated and prepared at the model's sizes (``--videos`` vi
    the CPU a float32 GEMM (4096², best of 5) measured in the same run. Under gradient caching
    the first (graph-less) forward is not counted: MFU counts model FLOPs, not recomputation.
 3. **Memory**: the peak over the step (CUDA: ``max_memory_allocated``; CPU: the process's
-   peak RSS increase during the first step, ``ru_maxrss``).
+   RSS high-water mark during the first step, reset before it, less the RSS before it).
 4. **Data wait** (``--loader-steps``, when the train split has ``--batch`` videos): steps fed
    by the trainer's own DataLoader (its default workers, prefetch and pinning), timed with
    the trainer's :class:`~trimodal.training.speed.StepTimer`: the share of the step time
@@ -100,8 +100,10 @@ def _htsat_flops(config: Any, frames: int, fft_bins: int) -> dict[str, float]:
     side = config.spec_size // stride
     width = config.patch_embeds_hidden_size
     front = frames * fft_bins * config.num_mel_bins
-    first = side * side * config.patch_size**2 * width
-    body = 0
+    # The patch embedding follows a BatchNorm with trainable parameters, so its input needs
+    # a gradient: it counts as body (3 ×), not as a first layer (2 ×).
+    first = 0
+    body = side * side * config.patch_size**2 * width
     for stage, depth in enumerate(config.depths):
         res = side // 2**stage
         n, c = res * res, width * 2**stage
@@ -149,6 +151,13 @@ def channel_flops(model: Any) -> dict[str, dict[str, float]]:
             train = backbone_fwd + 2 * head
         out[modality] = {"forward": backbone_fwd + head, "train": train, "trainable": trainable}
     return out
+
+
+def loss_flops(model: Any, batch: int) -> float:
+    """FLOPs of the contrastive loss of one step: per pair of channels the ``[B, B]``
+    similarities (2·B²·D) forward and their two input gradients (4·B²·D) backward."""
+    n = len(model.modalities)
+    return n * (n - 1) / 2 * 6.0 * batch * batch * model.config.embed_dim
 
 
 def _cpu_sdpa_mapping() -> dict:
@@ -285,7 +294,7 @@ def time_steps(trainer: Any, batch: dict[str, Any], repeats: int) -> dict[str, f
     device = trainer.accelerator.device
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss0 = _rss_hwm(reset=True)
     t0 = time.perf_counter()
     step(trainer, batch)
     _sync(device)
@@ -293,7 +302,7 @@ def time_steps(trainer: Any, batch: dict[str, Any], repeats: int) -> dict[str, f
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(device)
     else:
-        peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) * 1024
+        peak = _rss_hwm() - rss0
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -301,6 +310,21 @@ def time_steps(trainer: Any, batch: dict[str, Any], repeats: int) -> dict[str, f
         _sync(device)
         times.append(time.perf_counter() - t0)
     return {"seconds": statistics.median(times), "all": times, "warmup": warmup, "peak": peak}
+
+
+def _rss_hwm(reset: bool = False) -> int:
+    """The process's RSS high-water mark in bytes (``VmHWM``); ``reset``: first lower it to
+    the current RSS (``/proc/self/clear_refs``), so the next reading is this phase's peak.
+    Without /proc: ``ru_maxrss``, whose peak an earlier phase may already hold."""
+    try:
+        if reset:
+            Path("/proc/self/clear_refs").write_text("5")
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def embeddings(trainer: Any, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -371,7 +395,10 @@ def flop_report(trainer: Any, batch: dict[str, Any], explicit: dict) -> dict[str
         mine = explicit[modality]["forward"] * b
         report[modality] = {"explicit": mine, "counted": counted, "ratio": mine / counted}
     counted = counted_flops(lambda: step(trainer, batch))
-    mine = sum(c["train"] for c in explicit.values()) * b
+    mine = sum(c["train"] for c in explicit.values()) * b + loss_flops(model, b)
+    if trainer.config.train.grad_cache_chunk:
+        # Gradient caching embeds the batch twice: the graph-less pass is counted here.
+        mine += sum(c["forward"] for c in explicit.values() if c["trainable"]) * b
     report["train_step"] = {"explicit": mine, "counted": counted, "ratio": mine / counted}
     return report
 
@@ -395,6 +422,7 @@ def switch_runs(args, prepared, data, tmp, batch, base) -> dict[str, Any]:
         diff = max((before[m] - base["embeddings"][m]).abs().max().item() for m in before)
         results[name] = {"seconds": timing["seconds"], "ratio": base["seconds"] / timing["seconds"],
                          "max_abs_embedding_diff": diff}  # fmt: skip
+        _progress(name, results[name])
         del trainer
         gc.collect()
     if "frozen" in args.switches:
@@ -479,7 +507,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         }  # fmt: skip
         base_embeddings = embeddings(trainer, batch)
         timing = time_steps(trainer, batch, args.repeats)
+        _progress("step", timing)
         step_flops = sum(c["train"] for c in explicit.values()) * args.batch
+        step_flops += loss_flops(trainer.unwrapped, args.batch)
         peak, peak_source = peak_flops(device, args.precision)
         result.update({
             "step_s": timing["seconds"], "step_all_s": timing["all"], "warmup_s": timing["warmup"],
@@ -490,8 +520,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         })  # fmt: skip
         if not args.no_flop_check:
             result["flop_check"] = flop_report(trainer, batch, explicit)
+            _progress("flop_check", result["flop_check"])
         if args.loader_steps and len(set(trainer.train_set.video_ids)) >= args.batch:
             result["loader"] = loader_wait(trainer, args.loader_steps)
+            _progress("loader", result["loader"])
         base = {"seconds": timing["seconds"], "embeddings": base_embeddings}
         del trainer
         gc.collect()
@@ -499,6 +531,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             result["switches"] = switch_runs(args, prepared, data, tmp, batch, base)
         result["loadavg_after"] = os.getloadavg()
     return result
+
+
+def _progress(phase: str, value: Any) -> None:
+    """Each phase's figures as soon as they are measured (stderr)."""
+    print(f"[{phase}] {json.dumps(value, default=str)}", file=sys.stderr, flush=True)
 
 
 def _device_name(device: torch.device) -> str:

@@ -150,8 +150,9 @@ def test_tf32_is_set_on_cuda_devices_only():
 
 
 def test_optimizer_implementation_reaches_adamw_and_gives_the_same_step():
-    assert optimizer_mode("auto", "cpu") == {"fused": False, "foreach": True}
+    assert optimizer_mode("auto", "cpu") == {"fused": True, "foreach": False}
     assert optimizer_mode("auto", "cuda") == {"fused": True, "foreach": False}
+    assert optimizer_mode("auto", "meta") == {"fused": False, "foreach": True}
     inputs = _inputs()
     results = {}
     for impl in ("for_loop", "foreach", "fused", "auto"):
@@ -220,7 +221,7 @@ def test_training_logs_data_and_batch_time_and_sums_up_the_wait(prepared, tmp_pa
     trainer = Trainer(config)
     assert trainer.loader_workers == default_num_workers(1)
     assert trainer.train_loader.num_workers == trainer.loader_workers
-    assert trainer.optimizer.defaults["foreach"] is True  # auto on the CPU
+    assert trainer.optimizer.defaults["fused"] is True  # auto on the CPU
     trainer.fit()
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in rows if "train/loss" in r]

@@ -334,7 +334,7 @@ class TrainConfig:
     )  # fmt: skip
     optimizer_impl: Literal["auto", "fused", "foreach", "for_loop"] = _setting(
         "auto", "AdamW implementation: fused (one kernel over all parameters), foreach "
-        "(batched per group), for_loop, or auto (fused on CUDA, foreach elsewhere)",
+        "(batched per group), for_loop, or auto (fused where the device has it, else foreach)",
     )  # fmt: skip
     frozen_no_grad: bool = _setting(
         True, "run frozen backbones under torch.no_grad (no autograd bookkeeping)"

@@ -75,11 +75,15 @@ def loader_options(
 def release_workers(loader: Any) -> None:
     """Stop the persistent workers of ``loader`` (a DataLoader or Accelerate's wrapper):
     they would otherwise stay alive, idle, as long as the loader object does."""
-    iterator = getattr(loader, "_iterator", None)
-    if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+    # Accelerate's wrapper reads attributes through to the DataLoader it wraps, but writes
+    # its own: reset the wrapped loader's iterator, or the next epoch reuses the dead one.
+    base = getattr(loader, "base_dataloader", loader)
+    iterator = getattr(base, "_iterator", None)
+    if iterator is None:
+        return
+    if hasattr(iterator, "_shutdown_workers"):
         iterator._shutdown_workers()
-    if hasattr(loader, "_iterator"):
-        loader._iterator = None
+    base._iterator = None
 
 
 def set_tf32(enabled: bool, device: torch.device) -> bool:

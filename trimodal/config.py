@@ -163,7 +163,10 @@ class DataConfig:
 
     prepared_dir: str | None = _setting(None, "directory of the prepared dataset")
     clip_seconds: float = _setting(8.0, "clip length in seconds (scheme clips)")
-    num_workers: int = _setting(0, "DataLoader worker processes")
+    num_workers: int | None = _setting(
+        None, "DataLoader worker processes; null: min(8, CPUs of this process's share of the "
+        "machine - 1), the CPUs this process may use divided by the processes on this machine",
+    )  # fmt: skip
     seed: int = _setting(0, "seed of the data sampling and augmentation")
     # -- prepare
     scheme: Literal["clips", "segments"] = _setting(
@@ -330,6 +333,34 @@ class TrainConfig:
         "knows (tensorboard, wandb, ...)",
     )  # fmt: skip
     log_every: int = _setting(10, "log the training metrics every this many optimiser steps")
+    # -- speed (the README, "Performance"): each changes speed, not results.
+    attn_implementation: Literal["sdpa", "eager"] = _setting(
+        "sdpa", "attention kernel of the backbones that offer a choice (VideoMAE): sdpa "
+        "(torch's scaled_dot_product_attention) or eager (explicit softmax of QK)",
+    )  # fmt: skip
+    compile: bool = _setting(
+        False, "torch.compile each trainable backbone (compiles on the first steps)"
+    )
+    tf32: bool = _setting(
+        True, "on CUDA GPUs that have them (Ampere and later), TF32 tensor cores for float32 "
+        "matmuls and convolutions",
+    )  # fmt: skip
+    optimizer_impl: Literal["auto", "fused", "foreach", "for_loop"] = _setting(
+        "auto", "AdamW implementation: fused (one kernel over all parameters), foreach "
+        "(batched per group), for_loop, or auto (fused where the device has it, else foreach)",
+    )  # fmt: skip
+    frozen_no_grad: bool = _setting(
+        True, "run frozen backbones under torch.no_grad (no autograd bookkeeping)"
+    )
+    pin_memory: bool = _setting(
+        True, "on accelerators, page-locked loader batches copied to the device without blocking"
+    )
+    persistent_workers: bool = _setting(
+        True, "keep the DataLoader workers alive between epochs (with data.num_workers > 0)"
+    )
+    prefetch_factor: int = _setting(
+        4, "batches each DataLoader worker loads ahead (with data.num_workers > 0)"
+    )
 
 
 @dataclasses.dataclass

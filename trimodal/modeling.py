@@ -154,6 +154,10 @@ class TrimodalModel(PreTrainedModel):
         """The log logit scale, clamped to ``logit_scale_max`` (ln 100)."""
         return self.logit_scale.clamp(max=self.config.logit_scale_max)
 
+    #: Run frozen backbones under ``torch.no_grad`` (``train.frozen_no_grad``). Not
+    #: ``inference_mode``: its tensors cannot be saved for the trainable head's backward.
+    frozen_no_grad: bool = True
+
     def backbone_features(self, modality: str, inputs: Any) -> torch.Tensor:
         """Raw inputs → backbone features ``[B, backbone.output_dim]`` (before the head).
 
@@ -162,7 +166,17 @@ class TrimodalModel(PreTrainedModel):
         """
         if modality not in self.backbones:
             raise ValueError(f"this model has no {modality} channel (it has {self.modalities})")
-        return self.backbones[modality](model_input(inputs))
+        backbone, inputs = self.backbones[modality], model_input(inputs)
+        if self.frozen_no_grad and not any(p.requires_grad for p in backbone.parameters()):
+            with torch.no_grad():
+                return backbone(inputs)
+        return backbone(inputs)
+
+    def set_attn_implementation(self, implementation: str) -> list[str]:
+        """Use attention kernel ``implementation`` (``"sdpa"`` or ``"eager"``) in every
+        channel that offers a choice (VideoMAE; CLAP-HTSAT's windowed attention has only
+        eager); returns those channels. Same results within float tolerance, other speed."""
+        return [m for m, b in self.backbones.items() if b.set_attn_implementation(implementation)]
 
     def project(self, modality: str, features: torch.Tensor) -> torch.Tensor:
         """Backbone features ``[B, F]`` → unit-norm shared-space embeddings ``[B, embed_dim]``.

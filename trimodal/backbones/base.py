@@ -130,6 +130,16 @@ class Backbone(nn.Module):
         """Whether activation checkpointing is on."""
         return False
 
+    @property
+    def attn_implementation(self) -> str:
+        """The attention kernel in use: ``"eager"`` unless the backbone offers a choice."""
+        return "eager"
+
+    def set_attn_implementation(self, implementation: str) -> bool:
+        """Use attention kernel ``implementation`` (``"sdpa"`` or ``"eager"``) where the
+        backbone offers a choice; returns whether it does. Same results, other speed."""
+        return False
+
     def set_trainable(self, trainable_blocks: str | int) -> None:
         """Freeze the backbone: ``"all"`` trainable, ``"none"`` frozen, or the last N blocks."""
         if trainable_blocks == "all":

@@ -149,6 +149,15 @@ class VideoMAEBackbone(Backbone):
     def gradient_checkpointing(self) -> bool:
         return self.model.is_activation_checkpointing
 
+    @property
+    def attn_implementation(self) -> str:
+        return self.model.config._attn_implementation
+
+    def set_attn_implementation(self, implementation: str) -> bool:
+        # transformers' VideoMAE has eager and SDPA attention (SDPA: its default).
+        self.model.set_attn_implementation(implementation)
+        return True
+
     def load_pretrained(self, source: str | Path) -> None:
         from transformers import VideoMAEModel
 

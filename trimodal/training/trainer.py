@@ -56,6 +56,14 @@ from trimodal.training.records import (
     flat_config,
     tracker_values,
 )
+from trimodal.training.speed import (
+    StepTimer,
+    apply_speed_settings,
+    data_wait_advice,
+    loader_options,
+    local_process_count,
+    release_workers,
+)
 from trimodal.utils import atomic_write_json, seed_everything
 
 logger = logging.getLogger(__name__)
@@ -152,6 +160,9 @@ class Trainer:
             )
         seed_everything(train_cfg.seed)
         self.model = model if model is not None else build_model(config.model)
+        # Before `prepare`: compiling in place keeps the module (and its DDP wrapper) as is.
+        self.speed = apply_speed_settings(self.model, train_cfg, self.accelerator.device)
+        self.timer = StepTimer()
         self.objective = get_objective(config.objective, **self._objective_options())
         self.state = TrainerState()
 
@@ -200,7 +211,11 @@ class Trainer:
             # The loaders yield global batches, split over the processes: P processes see
             # the batches one process would, so the step count and schedule do not depend
             # on P (see `_build_loaders`).
-            dataloader_config=DataLoaderConfiguration(split_batches=True, even_batches=True),
+            # Pinned batches (`loader_options`) can then be copied to the device without
+            # blocking, overlapping the copy with the previous step's work.
+            dataloader_config=DataLoaderConfiguration(
+                split_batches=True, even_batches=True, non_blocking=train_cfg.pin_memory
+            ),
         )
 
     def _build_loaders(
@@ -228,21 +243,28 @@ class Trainer:
             drop_last=len(self.train_set) > global_batch,
             yield_epoch=True,
         )
+        speed = loader_options(
+            config.data, train_cfg, self.accelerator.device, local_process_count(processes)
+        )
+        self.loader_workers = speed["num_workers"]
         # Own generators: creating a loader iterator must not draw from the global RNG, or a
         # resumed run (which creates its iterator at another moment) would diverge.
         train_loader = torch.utils.data.DataLoader(
             _Indexed(self.train_set),
             batch_sampler=self.batch_sampler,
             collate_fn=collate_clips,
-            num_workers=config.data.num_workers,
             generator=torch.Generator().manual_seed(train_cfg.seed),
+            **speed,
         )
+        if speed["num_workers"]:
+            # A few validations per epoch: workers idle in between are not worth keeping.
+            speed = {**speed, "persistent_workers": False}
         dev_loader = torch.utils.data.DataLoader(
             _Indexed(self.dev_set),
             batch_size=config.eval.batch_size * processes,
             collate_fn=collate_clips,
-            num_workers=config.data.num_workers,
             generator=torch.Generator().manual_seed(train_cfg.seed),
+            **speed,
         )
         if len(train_loader) == 0:
             raise ValueError(
@@ -262,7 +284,7 @@ class Trainer:
         with the whole batch.
         """
         train_cfg = self.config.train
-        self.optimizer = build_optimizer(self.model, train_cfg)
+        self.optimizer = build_optimizer(self.model, train_cfg, self.accelerator.device)
         self.steps_per_epoch = max(
             1, math.ceil(train_batches / train_cfg.gradient_accumulation_steps)
         )
@@ -516,6 +538,7 @@ class Trainer:
                 self.total_steps,
                 self.steps_per_epoch,
             )
+            logger.info("speed settings: %s, %d loader workers", self.speed, self.loader_workers)
         if cfg.head_autoencoder_epochs and self.state.global_step == 0:
             self._pretrain_heads()
         metrics: dict[str, Any] = {}
@@ -527,12 +550,14 @@ class Trainer:
             disable=not acc.is_main_process,
         )
         window_ok = True
+        self.timer.restart()
         while self.state.epoch < cfg.epochs and self.state.global_step < self.total_steps:
             epoch = self.state.epoch
             self.train_set.set_epoch(epoch)
             self.batch_sampler.set_epoch(epoch)
             self.model.train()
             for batch_index, batch in self._batches(epoch):
+                self.timer.data_ready()
                 with acc.accumulate(self.model):
                     terms = self._forward_backward(self._model_inputs(batch, epoch))
                     window_ok = window_ok and terms is not None
@@ -540,6 +565,7 @@ class Trainer:
                         stepped = self._optimizer_step(window_ok)
                         window_ok = True
                 self.state.batches_done = batch_index + 1
+                self.timer.batch_done()
                 if not acc.sync_gradients:
                     continue
                 self.state.global_step += 1
@@ -549,8 +575,10 @@ class Trainer:
                     self._log_train(terms)
                 if self.state.global_step % cfg.checkpoint_every == 0:
                     self.save_checkpoint()
+                    self.timer.restart()  # saving is not waiting for data
                 if batch_index + 1 in validate_at:
                     metrics = self.validate()
+                    self.timer.restart()
                     if self._patience_exhausted():
                         break
                 if self.state.global_step >= self.total_steps:
@@ -561,6 +589,7 @@ class Trainer:
                 continue
             break
         progress.close()
+        release_workers(self.train_loader)
         if not metrics or self.state.best_step is None:
             metrics = self.validate()
         self._save_model("last", metrics)
@@ -643,6 +672,8 @@ class Trainer:
         values["train/lr"] = self.scheduler.get_last_lr()[0]
         values["train/logit_scale"] = float(self.unwrapped.get_logit_scale().detach().exp())
         values["train/epoch"] = self.state.epoch
+        # Per device: each process's share of the global batch.
+        values.update(self.timer.window(self.config.train.batch_size))
         self._log(values)
 
     def _log(self, values: dict[str, Any]) -> None:
@@ -740,6 +771,12 @@ class Trainer:
             f"evaluate it: trimodal evaluate --model {best} --data {cfg.data.prepared_dir} "
             f"--output {self.output_dir / 'eval'}",
         ]
+        if self.timer.batches:
+            frozen = self.unwrapped.frozen_modalities()
+            cached = self.feature_cache is not None
+            lines.append(
+                data_wait_advice(self.timer.data_fraction, self.loader_workers, frozen, cached)
+            )
         return "\n".join(lines)
 
     def save_checkpoint(self) -> Path:

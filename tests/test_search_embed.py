@@ -115,12 +115,14 @@ def test_a_killed_embed_resumes_without_redoing_finished_videos(tmp_path_factory
     assert (out / "skipped.jsonl").read_text() == (reference / "skipped.jsonl").read_text()
 
 
-def test_embedding_the_prepared_split_gives_the_same_catalogue(tmp_path_factory, tmp_path):
+def test_embedding_the_prepared_split_gives_the_same_catalogue(tmp_path_factory, tmp_path, capsys):
     reference = embedded(tmp_path_factory)
     model = str(tiny_model_dir(tmp_path_factory))
     argv = ["--prepared", str(reference / "cache" / "prepared"), "--model", model]
     argv += ["--out", str(tmp_path / "out"), "--batch-size", str(BATCH), "--no-progress"]
+    capsys.readouterr()
     assert cli.main_embed(argv) == 0
+    assert "batch:" not in capsys.readouterr().err  # --no-progress: no per-batch bar either
     # The paths come from the corpus that was prepared (its summary.json names it).
     a, b = (pq.read_table(p / "videos.parquet") for p in (tmp_path / "out", reference))
     assert a.equals(b)

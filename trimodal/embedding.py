@@ -127,7 +127,7 @@ def embed_batches(
     accelerator: Any = None,
     inputs_fn: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     capture_backbone: bool = False,
-    desc: str = "embedding",
+    desc: str | None = "embedding",
 ) -> SplitEmbeddings:
     """Embed every clip of ``batches`` with ``model`` in eval mode (restored afterwards).
 
@@ -147,6 +147,7 @@ def embed_batches(
             modality); the trainer uses it to feed cached backbone features.
         capture_backbone: also keep each backbone's output (the heads' input), read with a
             forward hook during the same pass.
+        desc: the progress bar's label; ``None``: no bar (a caller that shows its own).
 
     Returns:
         A :class:`SplitEmbeddings` with ``split=""``: embeddings ``float32 [N, D]``, video ids,
@@ -167,7 +168,9 @@ def embed_batches(
     was_training = model.training
     model.eval()
     try:
-        for batch in tqdm(batches, desc=desc, leave=False, disable=not _is_main(accelerator)):
+        for batch in tqdm(
+            batches, desc=desc, leave=False, disable=desc is None or not _is_main(accelerator)
+        ):
             result = model(**(inputs_fn(batch) if inputs_fn else {m: batch[m] for m in modalities}))
             for m in modalities:
                 parts[m].append(_gather(getattr(result, f"{m}_embeds").float(), accelerator))

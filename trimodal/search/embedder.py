@@ -523,7 +523,7 @@ def embed_groups(
             num_workers=options.num_workers, collate_fn=collate_clips,
         )  # fmt: skip
         with autocast or contextlib.nullcontext():
-            result = embed_batches(model, loader, inputs_fn=inputs, desc="batch")
+            result = embed_batches(model, loader, inputs_fn=inputs, desc=None)  # one bar: ours
         for vid in dict.fromkeys(result.video_id):
             if vid not in done:
                 rows = [i for i, v in enumerate(result.video_id) if v == vid]

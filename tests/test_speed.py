@@ -236,7 +236,6 @@ def test_training_logs_data_and_batch_time_and_sums_up_the_wait(prepared, tmp_pa
     assert "waited for data" in trainer.summary().splitlines()[-1]
 
 
-@pytest.mark.slow  # 74 s on the reference machine: it generates and prepares a corpus
 def test_the_step_benchmark_runs_with_the_tiny_presets(tmp_path):
     """A smoke run (not timed): the benchmark's explicit FLOP counts agree with
     FlopCounterMode within 10 %, per channel and for the whole training step."""

@@ -7,8 +7,11 @@
 * **labels** (1–3 per video) are drawn from the 45 music labels, frequent labels more often,
   extra labels preferably from the same instrument family;
 * **audio** is synthesised from the labels: each label is an instrument voice with its own
-  timbre (harmonic profile, envelope, vibrato, octave), percussion labels add drums; every
-  video has its own **tempo, beat phase, key, scale and melody**;
+  timbre (harmonic profile, envelope, vibrato), its own noise band (breath, bow, pick, snare
+  or cymbal noise at a label-specific frequency, the same whatever the video's key, so that
+  the instruments of one family sound different too) and its own rhythm (1–4 notes a beat);
+  percussion labels add drums; every video has its own **tempo, beat phase, key, scale and
+  melody**;
 * **video** shows one visual element per label (shape family, colour and texture depend on
   the label) whose motion follows the audio: elements pulse with the beat envelope, a marker
   follows the melody's pitch, stripes move at the tempo; the background's colour is the
@@ -120,6 +123,8 @@ def _label_rng(label: str) -> np.random.Generator:
 class _LabelStyle:
     family: str
     harmonics: np.ndarray  # amplitudes of harmonics 1..8
+    noise_hz: float  # centre of its noise band (breath, bow, pick, snare or cymbal)
+    notes_per_beat: int  # how the instrument subdivides the beat
     attack: float
     decay: float
     vibrato: float
@@ -132,7 +137,8 @@ def label_style(label: str) -> _LabelStyle:
     rng = _label_rng(label)
     family = FAMILY_OF[label]
     slope = {"plucked": 1.2, "bowed": 0.7, "keys": 1.5, "drums": 2.0, "wind": 0.5}.get(family, 1.0)
-    harmonics = (np.arange(1, 9) ** -slope) * rng.uniform(0.4, 1.0, 8)
+    # The family sets the spectral slope; each label weights its harmonics its own way.
+    harmonics = (np.arange(1, 9) ** -slope) * rng.uniform(0.05, 1.0, 8) ** 2
     if family == "wind" and rng.random() < 0.5:
         harmonics[1::2] *= 0.15  # clarinet-like: odd harmonics dominate
     attack, decay = {
@@ -150,6 +156,10 @@ def label_style(label: str) -> _LabelStyle:
     return _LabelStyle(
         family=family,
         harmonics=harmonics / harmonics.sum(),
+        # Log-uniform over 400 Hz – 5 kHz: 45 bands a quarter octave wide overlap their
+        # neighbours, as real instruments' noises do, yet most label pairs are told apart.
+        noise_hz=float(2.0 ** rng.uniform(np.log2(400), np.log2(5000))),
+        notes_per_beat=int(rng.choice([1, 2, 3, 4])),
         attack=attack * rng.uniform(0.7, 1.4),
         decay=decay * rng.uniform(0.7, 1.4),
         vibrato=float(rng.uniform(0.0, 0.01)) if family in ("bowed", "voice", "wind") else 0.0,
@@ -188,7 +198,7 @@ class VideoPlan:
 
 # Bump when the media (or plans) generated for a given (seed, index) change: records carry
 # it, so that a cached corpus from another version is regenerated rather than reused.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 
 _MAJOR = (0, 2, 4, 5, 7, 9, 11)
 _MINOR = (0, 2, 3, 5, 7, 8, 10)
@@ -279,6 +289,16 @@ def _midi_of(plan: VideoPlan, degree: np.ndarray) -> np.ndarray:
     return plan.root_midi + 12 * (degree // 7) + scale[degree % 7]
 
 
+def _band_noise(rng: np.random.Generator, n: int, centre_hz: float, sr: int) -> np.ndarray:
+    """Unit-RMS noise [n] in a band a quarter octave wide (one standard deviation) around
+    ``centre_hz``."""
+    spectrum = np.fft.rfft(rng.standard_normal(n))
+    freq = np.maximum(np.fft.rfftfreq(n, 1.0 / sr), 1.0)
+    spectrum *= np.exp(-0.5 * (np.log2(freq / centre_hz) / 0.25) ** 2)
+    noise = np.fft.irfft(spectrum, n)
+    return noise / max(float(noise.std()), 1e-9)
+
+
 def synth_audio(plan: VideoPlan, opts: SynthOptions) -> np.ndarray:
     """The soundtrack: float32 mono waveform [duration_s * sample_rate] in [-1, 1]."""
     sr = opts.sample_rate
@@ -307,11 +327,11 @@ def synth_audio(plan: VideoPlan, opts: SynthOptions) -> np.ndarray:
         if style.family == "drums":
             kick_f = 55 + 30 * np.exp(-since / 0.03)
             kick = np.sin(2 * np.pi * np.cumsum(kick_f) / sr) * np.exp(-since / style.decay)
-            # Snare/cymbal noise on the off-beat, brightness from the label's harmonics.
+            # Snare/cymbal noise in the label's band on the off-beat.
             half = 30.0 / plan.bpm
             off = np.mod(since - half, 60.0 / plan.bpm)
-            noise = rng.standard_normal(n) * np.exp(-off / (style.decay * 0.8))
-            out += 0.6 * kick + 0.25 * style.harmonics[0] * 4 * noise
+            noise = _band_noise(rng, n, style.noise_hz, sr) * np.exp(-off / (style.decay * 0.8))
+            out += 0.6 * kick + 0.3 * noise
             continue
         voice_freq = freq
         if style.vibrato:
@@ -320,8 +340,15 @@ def synth_audio(plan: VideoPlan, opts: SynthOptions) -> np.ndarray:
         tone = sum(a * np.sin(k * phase) for k, a in enumerate(harmonics, start=1))
         if style.family == "electronic":
             tone = np.tanh(4 * tone)  # distorted, square-ish synth
-        env = np.minimum(since / style.attack, 1.0) * np.exp(-since / style.decay)
-        out += 0.5 * tone * env
+        # The label's rhythm: notes_per_beat notes a beat, the first one accented, so that
+        # the sound still pulses on the beat the picture shows.
+        note_s = 60.0 / plan.bpm / style.notes_per_beat
+        note = np.mod(since, note_s)
+        accent = np.where(since < note_s, 1.0, 0.5)
+        env = accent * np.minimum(note / style.attack, 1.0) * np.exp(-note / style.decay)
+        # Tone and noise band share the envelope: the noise is the instrument's own (breath,
+        # bow, pick), in a band that does not move with the melody or the key.
+        out += (0.5 * tone + 0.2 * _band_noise(rng, n, style.noise_hz, sr)) * env
     # The video's level, a loudness to see: the RMS is set to -36 .. -16 dBFS, and a soft
     # limiter keeps the rare peaks inside full scale.
     rms = max(float(np.sqrt(np.mean(out**2))), 1e-9)

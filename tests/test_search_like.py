@@ -20,13 +20,12 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Measured on the demo recipe (configs/demo.yaml), 69 test videos, 5 results each:
-# trained 0.252 vs untrained 0.209 at the top 5 (0.304 vs 0.217 for the top result,
-# 0.199 vs 0.167 in the top 10); three recipes measured along the way all kept the trained
-# model ahead by 0.02-0.04. The margin asks for a gain of at least half that smallest gap
-# (one result in a hundred), which random weights never gave.
+# Measured on the demo recipe (configs/demo.yaml), 140 test videos, 5 results each:
+# trained 0.370 vs untrained 0.203 at the top 5 (0.457 vs 0.293 for the top result,
+# 0.316 vs 0.166 in the top 10). The margin asks for a gain of at least half that gap at the
+# top 5; earlier recipes, whose text barely learnt, gained 0.02-0.04.
 TOP = 5
-MARGIN = 0.01
+MARGIN = 0.08
 
 
 def _trimodal(*args: str) -> None:

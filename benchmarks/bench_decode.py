@@ -44,13 +44,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from synthetic_media import add_media_options, synthetic_corpus  # noqa: E402
+
 from trimodal.config import DataConfig  # noqa: E402
 from trimodal.data.schema import audio_samples, stored_side  # noqa: E402
 from trimodal.media import MediaError, open_media  # noqa: E402
 from trimodal.prepare import prepare  # noqa: E402
 from trimodal.prepare.corpus import read_corpus, write_corpus  # noqa: E402
 from trimodal.prepare.splits import clip_plan  # noqa: E402
-from trimodal.prepare.synthetic import SynthOptions, generate_corpus  # noqa: E402
 
 
 def decode_only(media: str, audio: str, config: DataConfig) -> int:
@@ -126,15 +127,8 @@ def _to_av1(src: Path, dst: Path) -> None:
 
 def _corpora(args: argparse.Namespace, tmp: Path) -> dict[str, Path]:
     """{"h264": corpus, "av1": its AV1 copy} (built once with ``--cache``)."""
-    width, height = (int(v) for v in args.size.lower().split("x"))
-    name = f"synth_{args.videos}x{args.seconds:g}s_{width}x{height}"
-    base = Path(args.cache) if args.cache else tmp
-    h264, av1 = base / name, base / f"{name}_av1"
-    if not (h264 / "videos.jsonl").is_file():
-        opts = SynthOptions(
-            min_seconds=args.seconds, max_seconds=args.seconds, width=width, height=height
-        )
-        generate_corpus(h264, args.videos, seed=0, opts=opts, workers=args.workers)
+    h264 = synthetic_corpus(args, tmp)
+    av1 = h264.with_name(f"{h264.name}_av1")
     if "av1" in args.codecs and not (av1 / "videos.jsonl").is_file():
         records = read_corpus(h264)
         (av1 / "media").mkdir(parents=True, exist_ok=True)
@@ -142,7 +136,7 @@ def _corpora(args: argparse.Namespace, tmp: Path) -> dict[str, Path]:
         for r in records:
             _to_av1(r.media_path(h264), av1 / r.media)
         write_corpus(av1, records)
-        print(f"AV1 copy of {name}: {time.perf_counter() - t:.1f} s")
+        print(f"AV1 copy of {h264.name}: {time.perf_counter() - t:.1f} s")
     return {"h264": h264, "av1": av1}
 
 
@@ -181,14 +175,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--videos", type=int, default=4)
-    parser.add_argument("--seconds", type=float, default=24.0, help="synthetic video length")
-    parser.add_argument("--size", default="640x360", help="synthetic media size WxH")
+    add_media_options(parser, videos=4, size="640x360")
     parser.add_argument("--codecs", default="h264,av1")
     parser.add_argument("--decoders", default="pyav,decord")
-    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--repeat", type=int, default=2, help="decode-only/prepare pairs")
-    parser.add_argument("--cache", help="keep the synthetic corpora here and reuse them")
     parser.add_argument("--json", default="bench_decode.json", help="where to write results")
     parser.add_argument("--_measure", choices=["decode", "prepare"], help=argparse.SUPPRESS)
     parser.add_argument("--_corpus", help=argparse.SUPPRESS)

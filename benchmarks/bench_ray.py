@@ -32,9 +32,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from synthetic_media import add_media_options, synthetic_corpus  # noqa: E402
+
 from trimodal.config import DataConfig  # noqa: E402
 from trimodal.prepare import prepare  # noqa: E402
-from trimodal.prepare.synthetic import SynthOptions, generate_corpus  # noqa: E402
 
 
 def _measure(executor: str, corpus: Path, workers: int, out: Path) -> dict:
@@ -65,18 +66,6 @@ def _run_measure(executor: str, corpus: Path, workers: int, tmp: Path) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     return result | {"load_before": load, "load_after": os.getloadavg()[0]}
-
-
-def _corpus(args: argparse.Namespace, tmp: Path) -> Path:
-    width, height = (int(v) for v in args.size.lower().split("x"))
-    name = f"synth_{args.videos}x{args.seconds:g}s_{width}x{height}"
-    corpus = (Path(args.cache) if args.cache else tmp) / name
-    if not (corpus / "videos.jsonl").is_file():
-        opts = SynthOptions(
-            min_seconds=args.seconds, max_seconds=args.seconds, width=width, height=height
-        )
-        generate_corpus(corpus, args.videos, seed=0, opts=opts, workers=args.workers)
-    return corpus
 
 
 def _bench(args: argparse.Namespace, corpus: Path, tmp: Path) -> dict:
@@ -111,12 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--videos", type=int, default=24)
-    parser.add_argument("--seconds", type=float, default=24.0, help="synthetic video length")
-    parser.add_argument("--size", default="320x240", help="synthetic media size WxH")
-    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    add_media_options(parser, videos=24, size="320x240")
     parser.add_argument("--repeat", type=int, default=3, help="local/ray pairs")
-    parser.add_argument("--cache", help="keep the synthetic corpus here and reuse it")
     parser.add_argument("--json", default="bench_ray.json", help="where to write results")
     parser.add_argument("--_measure", choices=["local", "ray"], help=argparse.SUPPRESS)
     parser.add_argument("--_corpus", help=argparse.SUPPRESS)
@@ -127,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result))
         return 0
     with tempfile.TemporaryDirectory(prefix="bench_ray_") as tmp:
-        corpus = _corpus(args, Path(tmp))
+        corpus = synthetic_corpus(args, Path(tmp))
         result = _bench(args, corpus, Path(tmp))
     result |= {"machine": platform.platform(), "cpus": os.cpu_count()}
     print(

@@ -466,6 +466,29 @@ def _groups(video_ids: Sequence[str], batch_size: int) -> list[list[int]]:
     return groups
 
 
+@dataclasses.dataclass
+class PartJob:
+    """What every pass that writes embedding parts shares, locally or in a Ray actor.
+
+    Args:
+        model: the trimodal model.
+        dataset: the split's clips (:func:`open_split`).
+        parts: the directory of the parts, one ``<key>.npz`` per video.
+        keys: video id → its part's file name (without ``.npz``).
+        done: the videos whose part is already written (never rewritten).
+        options: how to embed.
+        audio_only: the videos written without a video embedding (audio-only media).
+    """
+
+    model: Any
+    dataset: Any
+    parts: Path
+    keys: dict[str, str]
+    done: set[str]
+    options: EmbedOptions
+    audio_only: set[str]
+
+
 def _embed_missing(
     model: Any,
     dataset: Any,
@@ -480,33 +503,27 @@ def _embed_missing(
     done = {vid for vid, key in keys.items() if (parts / f"{key}.npz").is_file()}
     todo = [g for g in _groups(dataset.video_ids, options.batch_size)
             if any(dataset.video_ids[r] not in done for r in g)]  # fmt: skip
+    job = PartJob(model, dataset, parts, keys, done, options, audio_only)
     if options.executor == "ray" and todo:
         from trimodal.search.ray_executor import embed_on_ray
 
-        embed_on_ray(model, dataset, todo, parts, keys, done, options, audio_only)
+        embed_on_ray(job, todo)
     else:
-        embed_groups(model, dataset, todo, parts, keys, done, options, audio_only)
+        embed_groups(job, todo)
     return len(done)
 
 
-def embed_groups(
-    model: Any,
-    dataset: Any,
-    todo: list[list[int]],
-    parts: Path,
-    keys: dict[str, str],
-    done: set[str],
-    options: EmbedOptions,
-    audio_only: set[str],
-) -> None:
+def embed_groups(job: PartJob, todo: list[list[int]]) -> None:
     """Embed the batches of dataset rows ``todo`` (:func:`_groups`), writing the part (and
-    previews) of each video not ``done`` (without a video embedding for ``audio_only``)."""
+    previews) of each video not ``job.done`` (without a video embedding for
+    ``job.audio_only``)."""
     import torch
     from tqdm.auto import tqdm
 
     from trimodal.data import collate_clips
     from trimodal.embedding import embed_batches
 
+    model, dataset, options = job.model, job.dataset, job.options
     device = torch.device(options.device)
     dtype = PRECISIONS[options.precision]
     inner = getattr(model, "module", model)
@@ -525,12 +542,13 @@ def embed_groups(
         with autocast or contextlib.nullcontext():
             result = embed_batches(model, loader, inputs_fn=inputs, desc=None)  # one bar: ours
         for vid in dict.fromkeys(result.video_id):
-            if vid not in done:
+            if vid not in job.done:
                 rows = [i for i, v in enumerate(result.video_id) if v == vid]
-                blank = vid in audio_only
-                _write_part(parts / f"{keys[vid]}.npz", result, rows, blank)
+                blank = vid in job.audio_only
+                _write_part(job.parts / f"{job.keys[vid]}.npz", result, rows, blank)
                 if options.previews:
-                    write_previews(parts.parent / "previews", dataset, group[rows[0]], vid, blank)
+                    previews = job.parts.parent / "previews"
+                    write_previews(previews, dataset, group[rows[0]], vid, blank)
 
 
 def _write_part(path: Path, result: Any, rows: list[int], audio_only: bool = False) -> None:

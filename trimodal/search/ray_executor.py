@@ -18,11 +18,9 @@ the videos without a part.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
-from typing import Any
 
 from trimodal.prepare.ray_executor import ray_session
-from trimodal.search.embedder import EmbedOptions, embed_groups
+from trimodal.search.embedder import PartJob, embed_groups
 from trimodal.search.errors import SearchError
 
 # Calls per replica: small enough to balance the replicas, large enough that each call's
@@ -33,34 +31,23 @@ CALLS_PER_REPLICA = 4
 class Replica:
     """A model replica: embeds batches of a prepared split into parts (a Ray actor)."""
 
-    def __init__(self, model: Any, dataset: Any, parts: str, keys: dict[str, str], done: set[str],
-                 options: EmbedOptions, audio_only: set[str]) -> None:  # fmt: skip
-        self.model = model.to(options.device).eval()
-        self.dataset, self.parts, self.keys, self.done = dataset, Path(parts), keys, done
-        self.options, self.audio_only = options, audio_only
+    def __init__(self, job: PartJob) -> None:
+        job.model.to(job.options.device).eval()
+        self.job = job
 
     def embed(self, groups: list[list[int]]) -> int:
         """Embed ``groups`` (batches of dataset rows), writing their parts; return how many."""
-        embed_groups(self.model, self.dataset, groups, self.parts, self.keys, self.done,
-                     self.options, self.audio_only)  # fmt: skip
+        embed_groups(self.job, groups)
         return len(groups)
 
 
-def embed_on_ray(
-    model: Any,
-    dataset: Any,
-    todo: list[list[int]],
-    parts: Path,
-    keys: dict[str, str],
-    done: set[str],
-    options: EmbedOptions,
-    audio_only: set[str],
-) -> None:
-    """Embed the batches ``todo`` of ``dataset`` in ``options.replicas`` Ray actors, each
-    writing the parts of the videos it finishes to ``parts`` (without a video embedding for
-    the ids in ``audio_only``)."""
+def embed_on_ray(job: PartJob, todo: list[list[int]]) -> None:
+    """Embed the batches ``todo`` of ``job.dataset`` in ``job.options.replicas`` Ray actors,
+    each writing the parts of the videos it finishes to ``job.parts`` (storage every node
+    sees)."""
     from tqdm.auto import tqdm
 
+    options = job.options
     with ray_session(options.ray_address, max(options.prepare_workers, options.replicas)) as ray:
         from ray.util import ActorPool
 
@@ -75,11 +62,9 @@ def embed_on_ray(
         )
         actor = ray.remote(num_cpus=0 if gpu else 1, num_gpus=1 if gpu else 0,
                            max_restarts=1, max_task_retries=1)(Replica)  # fmt: skip
-        shared = [ray.put(x) for x in (model, dataset)]
-        replicas = [
-            actor.remote(*shared, str(parts.resolve()), keys, done, actor_options, audio_only)
-            for _ in range(n)
-        ]
+        # One copy of the model and the dataset in the object store, shared by the actors.
+        shared = ray.put(dataclasses.replace(job, parts=job.parts.resolve(), options=actor_options))
+        replicas = [actor.remote(shared) for _ in range(n)]
         size = max(1, -(-len(todo) // (len(replicas) * CALLS_PER_REPLICA)))
         chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
         with tqdm(total=len(todo), desc="embed", unit="batch",
